@@ -1,0 +1,93 @@
+{{/*
+Fail-fast checks that values.schema.json cannot express: they look across keys. Each failure
+names the value to change. Included once, from the gateway ConfigMap, which is always rendered.
+*/}}
+{{- define "ragway.validate" -}}
+{{- $workers := include "ragway.vllm.workers" . | fromJsonArray }}
+{{- include "ragway.validate.chroma" . }}
+{{- include "ragway.validate.workers" (dict "ctx" . "workers" $workers) }}
+{{- include "ragway.validate.aliases" . }}
+{{- include "ragway.validate.autoscaling" (dict "ctx" . "workers" $workers) }}
+{{- include "ragway.validate.embedding" . }}
+{{- if and .Values.httpRoute.enabled (not .Values.httpRoute.parentRefs) }}
+{{- fail "ragway: httpRoute.enabled needs httpRoute.parentRefs (the Gateway the route attaches to)" }}
+{{- end }}
+{{- end }}
+
+{{- define "ragway.validate.chroma" -}}
+{{- if and .Values.chroma.enabled .Values.chroma.externalUrl }}
+{{- fail "ragway: set either chroma.enabled (deploy Chroma) or chroma.externalUrl (use an external one), not both" }}
+{{- end }}
+{{- end }}
+
+{{- define "ragway.validate.workers" -}}
+{{- $seen := dict }}
+{{- range .workers }}
+{{- if hasKey $seen .name }}
+{{- fail (printf "ragway: vllm.workers has two workers named %q; names must be unique" .name) }}
+{{- end }}
+{{- $_ := set $seen .name true }}
+{{- $shared := or (gt (int .replicas) 1) .autoscaling.enabled }}
+{{- $rwo := has "ReadWriteOnce" .hfCache.accessModes }}
+{{- if and $shared $rwo (not .hfCache.existingClaim) }}
+{{- fail (printf "ragway: vllm worker %q runs more than one pod but its hfCache PVC is ReadWriteOnce; set hfCache.accessModes to [ReadWriteMany] or hfCache.existingClaim" .name) }}
+{{- end }}
+{{- end }}
+{{- $names := dict }}
+{{- range include "ragway.settings.workers" .ctx | fromJsonArray }}
+{{- if hasKey $names .name }}
+{{- fail (printf "ragway: two gateway workers are named %q; rename the entry in gateway.extraWorkers" .name) }}
+{{- end }}
+{{- $_ := set $names .name true }}
+{{- end }}
+{{- if not $names }}
+{{- fail "ragway: no workers: set vllm.workers, embedding.enabled or gateway.extraWorkers" }}
+{{- end }}
+{{- end }}
+
+{{/* Alias targets must be served by some worker, unless a worker leaves its models to discovery. */}}
+{{- define "ragway.validate.aliases" -}}
+{{- $served := list }}
+{{- $complete := true }}
+{{- range include "ragway.settings.workers" . | fromJsonArray }}
+{{- if .models }}
+{{- $served = concat $served .models }}
+{{- else }}
+{{- $complete = false }}
+{{- end }}
+{{- end }}
+{{- if $complete }}
+{{- range $public, $target := .Values.gateway.config.aliases }}
+{{- if not (has $target $served) }}
+{{- fail (printf "ragway: gateway.config.aliases.%s points at %q, which no worker serves (served: %s)" $public $target (join ", " $served)) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "ragway.validate.autoscaling" -}}
+{{- if and (include "ragway.keda.needed" .ctx) (not .ctx.Values.keda.prometheusServerAddress) }}
+{{- fail "ragway: KEDA autoscaling is on but keda.prometheusServerAddress is empty" }}
+{{- end }}
+{{- $a := .ctx.Values.gateway.autoscaling }}
+{{- if and (ne $a.mode "none") (gt (int $a.minReplicas) (int $a.maxReplicas)) }}
+{{- fail "ragway: gateway.autoscaling.minReplicas is above maxReplicas" }}
+{{- end }}
+{{- range .workers }}
+{{- if and .autoscaling.enabled (gt (int .autoscaling.minReplicas) (int .autoscaling.maxReplicas)) }}
+{{- fail (printf "ragway: vllm worker %q: autoscaling.minReplicas is above maxReplicas" .name) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "ragway.validate.embedding" -}}
+{{- $e := .Values.embedding }}
+{{- if and $e.enabled (eq $e.model.source "pvc") }}
+{{- if not $e.model.pvc.claimName }}
+{{- fail "ragway: embedding.model.source is pvc but embedding.model.pvc.claimName is empty" }}
+{{- end }}
+{{- if not (hasPrefix "/models/" $e.model.path) }}
+{{- fail "ragway: with embedding.model.source pvc, embedding.model.path must be under /models/ (where the claim is mounted)" }}
+{{- end }}
+{{- end }}
+{{- end }}

@@ -1,0 +1,1 @@
+"""The `ragway` command line and the local stack it runs."""

@@ -1,0 +1,174 @@
+"""The `ragway` command: bring up the local stack, or run one of its parts."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+from ragway import launch
+from ragway.stack import Stack, StackError, check_port_free
+from ragway.weights import (
+    WeightsError,
+    chat_model_dir,
+    check_model_dir,
+    embedding_model_dir,
+    is_prepared,
+    prepare_chat_model,
+)
+
+CHAT_MODEL = "smollm2-135m-instruct"
+EMBEDDING_MODEL = "all-minilm-l6-v2"
+# Names that tools hard-code, so they work against the local stack unchanged.
+CHAT_ALIASES = ("gpt-4o-mini", "gpt-3.5-turbo")
+EMBEDDING_ALIASES = ("text-embedding-3-small", "text-embedding-ada-002")
+
+
+def default_data_dir() -> Path:
+    env = os.environ.get("RAGWAY_DATA_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "ragway"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ragway", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="prepare the models and run the whole local stack")
+    up.add_argument("--host", default="127.0.0.1")
+    up.add_argument("--port", type=int, default=8000, help="gateway port (default 8000)")
+    up.add_argument("--chat-port", type=int, default=8001, help="vLLM worker port")
+    up.add_argument("--embedding-port", type=int, default=8002, help="embedding worker port")
+    up.add_argument("--model", type=Path, help="chat model directory (default: SmolLM2-135M)")
+    up.add_argument("--served-model-name", default=CHAT_MODEL)
+    up.add_argument("--embedding-model", type=Path, help="sentence-transformers directory")
+    up.add_argument("--data-dir", type=Path, default=default_data_dir(), help="model cache")
+    up.add_argument("--run-dir", type=Path, help="logs and config (default: DATA_DIR/run)")
+    up.add_argument("--kv-cache-gib", type=float, default=2.0)
+    up.add_argument("--max-model-len", type=int, default=2048)
+    up.add_argument("--ready-timeout", type=float, default=900.0)
+
+    prep = sub.add_parser("prepare", help="dequantise the default chat model; print its path")
+    prep.add_argument("--data-dir", type=Path, default=default_data_dir())
+
+    sub.add_parser("gateway", help="run the gateway alone (settings from RAGWAY_* / YAML)")
+    emb = sub.add_parser("embedding-worker", help="run the embedding worker alone")
+    emb.add_argument("args", nargs=argparse.REMAINDER)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "up":
+            up(args)
+        elif args.command == "prepare":
+            print(prepare_chat_model(args.data_dir))
+        elif args.command == "gateway":
+            from server.__main__ import main as gateway_main
+
+            gateway_main()
+        elif args.command == "embedding-worker":
+            from workers.embedding.__main__ import main as embedding_main
+
+            embedding_main(args.args)
+    except (StackError, WeightsError) as exc:
+        sys.exit(f"ragway: {exc}")
+
+
+def _gateway_settings(args: argparse.Namespace) -> dict[str, object]:
+    host = args.host
+    return {
+        "host": host,
+        "port": args.port,
+        "workers": [
+            {"name": "vllm-0", "url": f"http://{host}:{args.chat_port}", "kind": "chat"},
+            {
+                "name": "embedding-0",
+                "url": f"http://{host}:{args.embedding_port}",
+                "kind": "embedding",
+            },
+        ],
+        "aliases": {
+            **dict.fromkeys(CHAT_ALIASES, args.served_model_name),
+            **dict.fromkeys(EMBEDDING_ALIASES, EMBEDDING_MODEL),
+        },
+        "health": {"interval": 2.0, "timeout": 2.0},
+    }
+
+
+def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def up(args: argparse.Namespace) -> None:
+    run_dir = args.run_dir or args.data_dir / "run"
+    stack = Stack(run_dir / "logs", sys.stdout)
+    for port, what in ((args.port, "gateway"), (args.chat_port, "vLLM worker"),
+                       (args.embedding_port, "embedding worker")):  # fmt: skip
+        check_port_free(args.host, port, what)
+    embedding_dir = check_model_dir(args.embedding_model or embedding_model_dir())
+    if args.model is not None:
+        chat_dir = check_model_dir(args.model)
+    else:
+        first = not is_prepared(chat_model_dir(args.data_dir))
+        stack.say("preparing SmolLM2-135M-Instruct" + (" (first run: ~1 min)" if first else ""))
+        chat_dir = prepare_chat_model(args.data_dir)
+    config = launch.write_gateway_config(run_dir / "gateway.yaml", _gateway_settings(args))
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    started = time.monotonic()
+    try:
+        stack.start(launch.vllm_spec(chat_dir, args.served_model_name, host=args.host,
+                                     port=args.chat_port, kv_cache_gib=args.kv_cache_gib,
+                                     max_model_len=args.max_model_len))  # fmt: skip
+        stack.start(launch.embedding_spec(embedding_dir, EMBEDDING_MODEL, host=args.host,
+                                          port=args.embedding_port))  # fmt: skip
+        stack.start(launch.gateway_spec(config, host=args.host, port=args.port))
+        stack.wait_ready(args.ready_timeout)
+        _print_ready(args, time.monotonic() - started)
+        stack.watch()
+    except KeyboardInterrupt:
+        stack.say("stopping")
+    finally:
+        stack.stop()
+        stack.say("stopped")
+
+
+def example_commands(base_url: str, model: str) -> tuple[str, str]:
+    """A curl command and an OpenAI SDK one-liner against the running stack."""
+    body = json.dumps(
+        {"model": model, "messages": [{"role": "user", "content": "Say hello"}], "max_tokens": 32}
+    )
+    curl = f"curl -s {base_url}/chat/completions -H 'Content-Type: application/json' -d '{body}'"
+    sdk = (
+        "python -c 'from openai import OpenAI; "
+        f'c = OpenAI(base_url="{base_url}", api_key="x"); '
+        f'r = c.chat.completions.create(model="{CHAT_ALIASES[0]}", max_tokens=32, '
+        'messages=[{"role": "user", "content": "Say hello"}]); '
+        "print(r.choices[0].message.content)'"
+    )
+    return curl, sdk
+
+
+def _print_ready(args: argparse.Namespace, took: float) -> None:
+    base_url = f"http://{args.host}:{args.port}/v1"
+    curl, sdk = example_commands(base_url, args.served_model_name)
+    print(
+        f"""
+ragway is up in {took:.0f} s
+  base_url: {base_url}
+  models:   {args.served_model_name} (aliases: {", ".join(CHAT_ALIASES)})
+            {EMBEDDING_MODEL} (aliases: {", ".join(EMBEDDING_ALIASES)})
+
+Try it:
+  {curl}
+
+  {sdk}
+
+Press Ctrl-C to stop.""",
+        flush=True,
+    )

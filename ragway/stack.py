@@ -1,0 +1,149 @@
+"""Supervising the local stack's processes: start, wait until ready with progress, stop cleanly.
+
+Each child runs in its own session (process group), so that stopping one stops everything it
+started too (vLLM forks an engine core and workers). Each is also asked to receive SIGTERM if
+the supervisor dies without cleaning up (Linux `PR_SET_PDEATHSIG`), so no orphans are left
+even then.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from ragway.launch import ProcessSpec
+
+_PR_SET_PDEATHSIG = 1
+
+
+class StackError(RuntimeError):
+    """The stack cannot start; the message says why."""
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def check_port_free(host: str, port: int, what: str) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise StackError(
+                f"port {port} on {host} ({what}) is already in use: {exc.strerror}"
+            ) from None
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return 200 <= int(response.status) < 300
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def _tail(path: Path, lines: int = 25) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+@dataclass
+class Child:
+    spec: ProcessSpec
+    log_path: Path
+    process: subprocess.Popen[bytes]
+    ready: bool = False
+
+
+class Stack:
+    def __init__(self, log_dir: Path, out: IO[str]):
+        self._log_dir = log_dir
+        self._out = out
+        self._children: list[Child] = []
+        self._started = time.monotonic()
+
+    def say(self, message: str) -> None:
+        print(f"[{time.monotonic() - self._started:5.0f}s] {message}", file=self._out, flush=True)
+
+    def start(self, spec: ProcessSpec) -> None:
+        self._log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self._log_dir / (spec.name.replace(":", "-") + ".log")
+        with log_path.open("ab") as log:
+            process = subprocess.Popen(
+                spec.argv,
+                env={**os.environ, **spec.env},
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
+        self._children.append(Child(spec, log_path, process))
+        self.say(f"{spec.name}: started, pid {process.pid}, log {log_path}")
+
+    def wait_ready(self, timeout: float, poll: float = 1.0) -> None:
+        """Block until every child answers its readiness URL; raise if one dies or time runs out."""
+        deadline = time.monotonic() + timeout
+        next_note = time.monotonic() + 15
+        while not all(child.ready for child in self._children):
+            for child in self._children:
+                self._check_alive(child)
+                if not child.ready and _answers(child.spec.ready_url):
+                    child.ready = True
+                    self.say(f"{child.spec.name}: ready")
+            if time.monotonic() > deadline:
+                waiting = [c.spec.name for c in self._children if not c.ready]
+                raise StackError(f"not ready after {timeout:.0f} s: {', '.join(waiting)}")
+            if time.monotonic() > next_note:
+                waiting = [c.spec.name for c in self._children if not c.ready]
+                self.say(f"waiting for {', '.join(waiting)} (first vLLM start compiles: ~2 min)")
+                next_note = time.monotonic() + 15
+            time.sleep(poll)
+
+    def _check_alive(self, child: Child) -> None:
+        code = child.process.poll()
+        if code is not None:
+            raise StackError(
+                f"{child.spec.name} exited with code {code}; the end of its log "
+                f"({child.log_path}):\n{_tail(child.log_path)}"
+            )
+
+    def watch(self, poll: float = 1.0) -> None:
+        """Block while every child runs; raise when one exits."""
+        while True:
+            for child in self._children:
+                self._check_alive(child)
+            time.sleep(poll)
+
+    def stop(self, grace: float = 20.0) -> None:
+        """SIGTERM every child's process group (last started first), then SIGKILL stragglers."""
+        for child in reversed(self._children):
+            _signal_group(child.process, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for child in reversed(self._children):
+            try:
+                child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.say(f"{child.spec.name}: did not stop in {grace:.0f} s, killing it")
+            _signal_group(child.process, signal.SIGKILL)  # whatever it left behind
+            child.process.wait()
+        self._children.clear()
+
+
+def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, sig)

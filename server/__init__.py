@@ -1,0 +1,1 @@
+"""ragway's HTTP edge: the OpenAI-compatible gateway."""

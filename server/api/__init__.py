@@ -1,0 +1,1 @@
+"""Thin FastAPI routers: read the request, call one service method, return the response."""

@@ -1,0 +1,63 @@
+"""The OpenAI-compatible routes."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from sse_starlette import EventSourceResponse
+from starlette.responses import Response
+
+from server.api.edge import json_response, read_body, until_disconnect
+from server.services.generation import Endpoint
+from server.state import GatewayState
+
+router = APIRouter()
+
+
+def _state(request: Request) -> GatewayState:
+    state: GatewayState = request.state.ragway
+    return state
+
+
+async def _generate(request: Request, endpoint: Endpoint) -> Response:
+    gateway = _state(request)
+    raw = await read_body(request, gateway.settings.max_body_bytes)
+    prepared = await gateway.generation.prepare(endpoint, raw, request.state.request_id)
+    request.state.model_label = gateway.catalog.label(prepared.model)
+    if prepared.stream:
+        events = await until_disconnect(request, gateway.generation.stream(prepared))
+        return EventSourceResponse(
+            events, ping=gateway.settings.stream.ping_interval, headers=prepared.headers
+        )
+    reply = await until_disconnect(request, gateway.generation.unary(prepared))
+    gateway.count_upstream_status(reply.status)
+    return Response(
+        reply.content, reply.status, media_type=reply.content_type, headers=prepared.headers
+    )
+
+
+@router.post("/v1/chat/completions")
+async def chat_completions(request: Request) -> Response:
+    return await _generate(request, Endpoint.CHAT)
+
+
+@router.post("/v1/completions")
+async def completions(request: Request) -> Response:
+    return await _generate(request, Endpoint.COMPLETIONS)
+
+
+@router.post("/v1/embeddings")
+async def embeddings(request: Request) -> Response:
+    gateway = _state(request)
+    raw = await read_body(request, gateway.settings.max_body_bytes)
+    model, reply = await until_disconnect(
+        request, gateway.embeddings.embed(raw, request.state.request_id)
+    )
+    request.state.model_label = gateway.catalog.label(model)
+    gateway.count_upstream_status(reply.status)
+    return Response(reply.content, reply.status, media_type=reply.content_type)
+
+
+@router.get("/v1/models")
+async def list_models(request: Request) -> Response:
+    request.state.model_label = "all"
+    return json_response(_state(request).catalog.list_models())

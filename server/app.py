@@ -1,0 +1,38 @@
+"""The gateway's application factory. Nothing happens at import time; everything long-lived
+is built by the lifespan, and every collaborator a test may want to replace is a parameter."""
+
+from __future__ import annotations
+
+import httpx
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+
+from server.api import openai, ops
+from server.api.errors import install_error_handlers
+from server.lifespan import build_lifespan
+from server.middleware import RequestContextMiddleware
+from server.observability.metrics import GatewayMetrics
+from server.services.embeddings import TokenDecoder
+from server.settings import RagwaySettings
+
+
+def create_app(
+    settings: RagwaySettings,
+    *,
+    upstream_transport: httpx.AsyncBaseTransport | None = None,
+    registry: CollectorRegistry | None = None,
+    token_decoder: TokenDecoder | None = None,
+) -> FastAPI:
+    metrics = GatewayMetrics(registry if registry is not None else CollectorRegistry())
+    app = FastAPI(
+        title="ragway",
+        summary="OpenAI-compatible gateway over vLLM workers",
+        lifespan=build_lifespan(
+            settings, metrics, upstream_transport=upstream_transport, token_decoder=token_decoder
+        ),
+    )
+    install_error_handlers(app, metrics)
+    app.include_router(openai.router)
+    app.include_router(ops.router)
+    app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    return app

@@ -1,0 +1,72 @@
+"""Pure-ASGI middleware: request id, in-flight count, and the per-request metrics.
+
+Pure ASGI (not BaseHTTPMiddleware) so that nothing on the streaming path is buffered; the
+duration runs to the last body byte, so streams are timed whole.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from server.observability.metrics import UNKNOWN, GatewayMetrics
+
+REQUEST_ID = "x-request-id"
+_REQUEST_ID_BYTES = REQUEST_ID.encode()
+
+
+def _incoming_request_id(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == _REQUEST_ID_BYTES:
+            text: str = value.decode("latin-1")
+            # Accept a caller's id only if it is short and printable: it goes into logs and
+            # headers of other requests.
+            if 0 < len(text) <= 128 and text.isprintable():
+                return text
+    return None
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp, metrics: GatewayMetrics):
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _incoming_request_id(scope) or uuid.uuid4().hex
+        # A fresh dict per request: the lifespan state arrives shared by some servers (uvicorn
+        # copies it, asgi-lifespan does not), and request-scoped keys must not leak.
+        state = {**scope.get("state", {}), "request_id": request_id}
+        scope["state"] = state
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [
+                    *message.get("headers", ()),
+                    (_REQUEST_ID_BYTES, request_id.encode("latin-1")),
+                ]
+            await send(message)
+
+        self.metrics.in_flight.inc()
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            self.metrics.in_flight.dec()
+            self._observe(scope, state, status, time.perf_counter() - started)
+
+    def _observe(self, scope: Scope, state: dict[str, object], status: int, took: float) -> None:
+        route = scope.get("route")
+        path = getattr(route, "path", None)
+        if not isinstance(path, str) or not path.startswith("/v1/"):
+            return  # health, readiness and metrics scrapes are not traffic
+        model = str(state.get("model_label", UNKNOWN))
+        self.metrics.requests.labels(path, model, str(status)).inc()
+        self.metrics.request_duration.labels(path, model).observe(took)

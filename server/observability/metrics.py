@@ -1,0 +1,70 @@
+"""Every Prometheus series the gateway publishes, on an injected registry.
+
+Names are `ragway_<what>_<unit>`; label values come from bounded sets only (routes the app
+defines, models some worker serves or an alias names, HTTP status codes, error types).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# From 5 ms (a cached embedding) to 2 minutes (a long generation on a CPU worker).
+LATENCY_BUCKETS = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0,
+)  # fmt: skip
+
+UNKNOWN = "unknown"
+
+
+class GatewayMetrics:
+    def __init__(self, registry: CollectorRegistry):
+        self.registry = registry
+        self.requests = Counter(
+            "ragway_requests_total",
+            "Requests answered, by route, model and HTTP status.",
+            ("route", "model", "status"),
+            registry=registry,
+        )
+        self.request_duration = Histogram(
+            "ragway_request_duration_seconds",
+            "Time from request to the last byte of the response.",
+            ("route", "model"),
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.in_flight = Gauge(
+            "ragway_requests_in_flight",
+            "Requests being answered now.",
+            registry=registry,
+        )
+        self.upstream_errors = Counter(
+            "ragway_upstream_errors_total",
+            "Failures talking to workers, by error type.",
+            ("error_type",),
+            registry=registry,
+        )
+        self.worker_up = Gauge(
+            "ragway_worker_up",
+            "1 if the worker passed its last health probe.",
+            ("worker", "kind"),
+            registry=registry,
+        )
+        self.rag_retrievals = Counter(
+            "ragway_rag_retrievals_total",
+            "Retrievals for RAG chat, by outcome: ok, failed_open (answered without context) "
+            "or failed_closed (answered 503).",
+            ("outcome",),
+            registry=registry,
+        )
+        self.rag_retrieval_duration = Histogram(
+            "ragway_rag_retrieval_duration_seconds",
+            "Time RAG adds before a chat request goes to a worker: query embedding, vector "
+            "search and token counting.",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.rag_chunks_dropped = Counter(
+            "ragway_rag_chunks_dropped_total",
+            "Retrieved chunks left out of a prompt because they did not fit the token budget.",
+            registry=registry,
+        )

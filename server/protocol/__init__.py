@@ -1,0 +1,1 @@
+"""Pydantic wire models: only the fields ragway reads; everything else passes through."""

@@ -1,0 +1,73 @@
+"""Embeddings for knowledge bases come from ragway's embedding workers, through the same catalog
+and upstream client that serve /v1/embeddings: one model, one path, for documents and queries
+alike (never Chroma's built-in embedding function)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import orjson
+
+from router.types import WorkerKind
+from server.errors import UpstreamBadResponse
+from server.services.catalog import Catalog
+from server.upstream.client import UpstreamClient
+
+Vector = list[float]
+
+
+class Embedder(Protocol):
+    async def embed(self, model: str, texts: Sequence[str], request_id: str) -> list[Vector]:
+        """One vector per text, in order."""
+        ...
+
+
+def _vectors(content: bytes, expected: int) -> list[Vector]:
+    try:
+        data: Any = orjson.loads(content)["data"]
+        ordered = sorted(data, key=lambda item: item["index"])
+        vectors = [[float(x) for x in item["embedding"]] for item in ordered]
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise UpstreamBadResponse(f"the embedding worker sent a malformed answer: {exc}") from exc
+    if len(vectors) != expected:
+        raise UpstreamBadResponse(
+            f"the embedding worker sent {len(vectors)} vectors for {expected} inputs"
+        )
+    return vectors
+
+
+class WorkerEmbedder:
+    """Batches inputs (a few batches in flight at once, so the worker's own dynamic batching has
+    work queued) and sends each batch to a worker chosen by the catalog."""
+
+    def __init__(
+        self, catalog: Catalog, upstream: UpstreamClient, *, batch: int = 64, in_flight: int = 4
+    ):
+        self._catalog = catalog
+        self._upstream = upstream
+        self._batch = batch
+        self._in_flight = in_flight
+
+    async def embed(self, model: str, texts: Sequence[str], request_id: str) -> list[Vector]:
+        if not texts:
+            return []
+        gate = asyncio.Semaphore(self._in_flight)
+
+        async def one(batch: Sequence[str]) -> list[Vector]:
+            async with gate:
+                return await self._embed_batch(model, batch, request_id)
+
+        batches = [texts[at : at + self._batch] for at in range(0, len(texts), self._batch)]
+        results = await asyncio.gather(*(one(b) for b in batches))
+        return [vector for result in results for vector in result]
+
+    async def _embed_batch(self, model: str, texts: Sequence[str], request_id: str) -> list[Vector]:
+        route = self._catalog.route(WorkerKind.EMBEDDING, model, request_id)
+        body = orjson.dumps(
+            {"model": route.served_model, "input": list(texts), "encoding_format": "float"}
+        )
+        reply = await self._upstream.post(route.backend.url + "/v1/embeddings", body, route.headers)
+        reply.raise_for_status()
+        return _vectors(reply.content, len(texts))

@@ -1,0 +1,90 @@
+"""`where` metadata filters: checked and normalised before they reach Chroma.
+
+Chroma validates filters too, but only when a query runs, with messages about its own call
+names, and it refuses the implicit AND of a many-key object (`{"a": 1, "b": 2}`) that MongoDB,
+whose grammar it borrows, accepts. Checking here gives a 400 that names the bad part, for the
+knowledge-base query API, for `rag.filter` on a chat request, and for virtual models at start-up.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_LOGICAL = frozenset({"$and", "$or"})
+_EQUALITY = frozenset({"$eq", "$ne"})
+_ORDER = frozenset({"$gt", "$gte", "$lt", "$lte"})
+_MEMBERSHIP = frozenset({"$in", "$nin"})
+_MAX_DEPTH = 8
+
+
+class FilterError(ValueError):
+    """The filter is malformed; the message says where."""
+
+
+def normalize_where(where: Any) -> dict[str, Any] | None:
+    """The filter in Chroma's grammar, or None when there is nothing to filter on."""
+    if where is None or where == {}:
+        return None
+    return _clause(where, "filter", 0)
+
+
+def _clause(node: Any, path: str, depth: int) -> dict[str, Any]:
+    if depth > _MAX_DEPTH:
+        raise FilterError(f"{path}: filters nest at most {_MAX_DEPTH} levels deep")
+    if not isinstance(node, dict) or not node:
+        raise FilterError(f"{path}: expected a non-empty object")
+    if len(node) > 1:  # several keys mean all of them, as in MongoDB; Chroma wants it spelled out
+        return {"$and": [_clause({k: v}, path, depth + 1) for k, v in node.items()]}
+    ((key, value),) = node.items()
+    if not isinstance(key, str) or not key:
+        raise FilterError(f"{path}: keys must be non-empty strings")
+    if key in _LOGICAL:
+        if not isinstance(value, list) or not value:
+            raise FilterError(f"{path}.{key}: expected a non-empty list of filters")
+        parts = [_clause(v, f"{path}.{key}[{i}]", depth + 1) for i, v in enumerate(value)]
+        # Chroma insists on two or more; one clause means itself.
+        return parts[0] if len(parts) == 1 else {key: parts}
+    if key.startswith("$"):
+        raise FilterError(f"{path}: unknown operator {key!r} (use $and or $or, or a field name)")
+    return {key: _condition(value, f"{path}.{key}")}
+
+
+def _is_scalar(value: Any) -> bool:
+    return isinstance(value, str | int | float)  # bool is an int
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _condition(value: Any, path: str) -> Any:
+    if _is_scalar(value):
+        return value
+    if not isinstance(value, dict) or len(value) != 1:
+        raise FilterError(
+            f"{path}: expected a string, number or boolean, or one operator such as {{'$gt': 3}}"
+        )
+    ((op, operand),) = value.items()
+    if op in _EQUALITY and _is_scalar(operand):
+        return value
+    if op in _ORDER and _is_number(operand):
+        return value
+    if op in _MEMBERSHIP and _is_uniform_list(operand):
+        return value
+    if op in _EQUALITY | _ORDER | _MEMBERSHIP:
+        raise FilterError(f"{path}.{op}: {_expected(op)}")
+    raise FilterError(f"{path}: unknown operator {op!r}")
+
+
+def _is_uniform_list(operand: Any) -> bool:
+    if not isinstance(operand, list) or not operand or not all(map(_is_scalar, operand)):
+        return False
+    return len({type(v) for v in operand}) == 1  # Chroma refuses [1, 2.5] too
+
+
+def _expected(op: str) -> str:
+    if op in _EQUALITY:
+        return "expected a string, number or boolean"
+    if op in _ORDER:
+        return "expected a number"
+    return "expected a non-empty list of values of one type"

@@ -1,0 +1,1 @@
+"""Orchestration: from a parsed request to a worker and back."""

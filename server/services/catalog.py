@@ -1,0 +1,104 @@
+"""Model names and worker choice: aliases, the model list, and routing a model to a worker."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from router.errors import NoHealthyWorker, UnknownModel
+from router.load import LoadTracker
+from router.policies import Policy
+from router.pool import WorkerPool
+from router.types import Backend, RouteRequest, WorkerKind
+from server.errors import ModelNotFound, UpstreamUnavailable
+from server.observability.metrics import UNKNOWN
+from server.settings import RagwaySettings
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where one request goes."""
+
+    backend: Backend
+    served_model: str
+    headers: Mapping[str, str]
+
+
+def backends_from(settings: RagwaySettings) -> list[Backend]:
+    return [
+        Backend(id=w.display_name, url=w.base_url, kind=w.kind, declared_models=w.models)
+        for w in settings.workers
+    ]
+
+
+class Catalog:
+    def __init__(
+        self,
+        settings: RagwaySettings,
+        pool: WorkerPool,
+        policies: Mapping[WorkerKind, Policy],
+        loads: LoadTracker,
+    ):
+        self._aliases = dict(settings.aliases)
+        # RAG virtual models: name -> the base model they answer with.
+        self._virtual = {n: vm.model for n, vm in settings.rag.virtual_models.items()}
+        self._pool = pool
+        self._policies = policies
+        self._loads = loads
+        self._created = int(time.time())
+        self._worker_headers: dict[str, dict[str, str]] = {
+            w.display_name: (
+                {"authorization": f"Bearer {w.api_key.get_secret_value()}"} if w.api_key else {}
+            )
+            for w in settings.workers
+        }
+
+    def served_name(self, model: str) -> str:
+        return self._aliases.get(model, model)
+
+    def label(self, model: str) -> str:
+        """A bounded metrics label: the name asked for if ragway knows it, else `unknown`."""
+        if model in self._aliases or model in self._virtual or self._pool.serves(model):
+            return model
+        return UNKNOWN
+
+    def route(self, kind: WorkerKind, model: str, request_id: str) -> Route:
+        served = self.served_name(model)
+        try:
+            candidates = self._pool.candidates(kind, served)
+        except UnknownModel as exc:
+            raise ModelNotFound(model) from exc
+        except NoHealthyWorker as exc:
+            raise UpstreamUnavailable(
+                f"No healthy worker is serving `{model}` right now; try again shortly."
+            ) from exc
+        backend = self._policies[kind].choose(candidates, RouteRequest(served), self._loads)
+        headers = {
+            "content-type": "application/json",
+            "x-request-id": request_id,
+            **self._worker_headers.get(backend.id, {}),
+        }
+        return Route(backend, served, headers)
+
+    def list_models(self) -> dict[str, Any]:
+        """OpenAI's model list: what healthy workers serve, as they describe it, plus aliases
+        and RAG virtual models."""
+        cards = {str(card["id"]): dict(card) for card in self._pool.cards()}
+        named = {**self._aliases, **{n: self.served_name(m) for n, m in self._virtual.items()}}
+        for alias, target in named.items():
+            if target in cards and alias not in cards:
+                cards[alias] = {
+                    "id": alias,
+                    "object": "model",
+                    "created": self._created,
+                    "owned_by": "ragway",
+                    "root": target,
+                    "parent": target,
+                }
+        for card in cards.values():
+            card.setdefault("object", "model")
+            card.setdefault("created", self._created)
+            card.setdefault("owned_by", "ragway")
+        return {"object": "list", "data": list(cards.values())}

@@ -1,0 +1,77 @@
+"""Embeddings: normalise the input, pick an embedding worker, relay its answer.
+
+Token-id input needs care. LangChain's `OpenAIEmbeddings` splits and tokenises text with
+tiktoken's `cl100k_base` and sends the ids, assuming OpenAI's models share that vocabulary.
+Our embedding model does not: its tokenizer would read those ids as different words. So the
+gateway decodes cl100k_base ids back to text, and the worker only ever sees text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Protocol
+
+import orjson
+
+from router.types import WorkerKind
+from server.errors import InvalidRequest
+from server.protocol.common import parse_body
+from server.protocol.embeddings import EmbeddingRequest
+from server.services.catalog import Catalog
+from server.upstream.client import Reply, UpstreamClient
+
+# Decoding this many tokens or more is moved off the event loop.
+_INLINE_DECODE_TOKENS = 20_000
+
+
+class TokenDecoder(Protocol):
+    """What ragway needs of a tiktoken `Encoding`."""
+
+    def decode_batch(self, batch: list[list[int]]) -> list[str]: ...
+
+
+def _decode(decoder: TokenDecoder, batch: list[list[int]]) -> list[str]:
+    try:
+        return decoder.decode_batch(batch)
+    except (KeyError, ValueError, OverflowError) as exc:
+        raise InvalidRequest(
+            "Token ids in `input` must be cl100k_base token ids.", param="input"
+        ) from exc
+
+
+class EmbeddingService:
+    def __init__(self, catalog: Catalog, upstream: UpstreamClient, decoder: TokenDecoder):
+        self._catalog = catalog
+        self._upstream = upstream
+        self._decoder = decoder
+
+    async def embed(self, raw: bytes, request_id: str) -> tuple[str, Reply]:
+        """Returns the model asked for (for metrics) and the worker's reply."""
+        data, request = parse_body(raw, EmbeddingRequest)
+        route = self._catalog.route(WorkerKind.EMBEDDING, request.model, request_id)
+        changed = route.served_model != request.model
+        if changed:
+            data["model"] = route.served_model
+        texts = await self._texts_from_tokens(request.input)
+        if texts is not None:
+            data["input"] = texts
+            changed = True
+        body = orjson.dumps(data) if changed else raw
+        reply = await self._upstream.post(route.backend.url + "/v1/embeddings", body, route.headers)
+        return request.model, reply
+
+    async def _texts_from_tokens(
+        self, value: str | list[str] | list[int] | list[list[int]]
+    ) -> list[str] | str | None:
+        """Decoded text for token-id input; None when the input already is text."""
+        if isinstance(value, str) or isinstance(value[0], str):
+            return None
+        if isinstance(value[0], int):
+            batch: list[list[int]] = [value]
+        else:
+            batch = value
+        if sum(len(ids) for ids in batch) < _INLINE_DECODE_TOKENS:
+            texts = _decode(self._decoder, batch)
+        else:
+            texts = await asyncio.to_thread(_decode, self._decoder, batch)
+        return texts[0] if isinstance(value[0], int) else texts

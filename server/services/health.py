@@ -1,0 +1,78 @@
+"""Active health probes: every worker's `/health`, then its `/v1/models`, on an interval.
+
+A worker is up only when both answer: vLLM answers `/health` once its engine is ready, and its
+model list is what routing needs. Results land in the router's pool; flips are logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from router.pool import WorkerPool
+from router.types import Backend
+from server.errors import RagwayError
+from server.observability.metrics import GatewayMetrics
+from server.settings import HealthSettings
+from server.upstream.client import UpstreamClient
+
+log = logging.getLogger("ragway.health")
+
+
+def _cards(document: Any) -> Sequence[Mapping[str, Any]]:
+    data = document.get("data") if isinstance(document, dict) else None
+    if not isinstance(data, list) or not all(isinstance(c, dict) and "id" in c for c in data):
+        raise ValueError("/v1/models did not return an OpenAI model list")
+    return data
+
+
+class HealthMonitor:
+    def __init__(
+        self,
+        pool: WorkerPool,
+        upstream: UpstreamClient,
+        settings: HealthSettings,
+        metrics: GatewayMetrics,
+    ):
+        self._pool = pool
+        self._upstream = upstream
+        self._settings = settings
+        self._metrics = metrics
+        self._task: asyncio.Task[None] | None = None
+
+    async def probe_all(self) -> None:
+        await asyncio.gather(*(self.probe(state.backend) for state in self._pool.workers))
+
+    async def probe(self, backend: Backend) -> None:
+        limit = self._settings.timeout
+        try:
+            await self._upstream.get_json(backend.url + "/health", time_limit=limit)
+            cards = _cards(
+                await self._upstream.get_json(backend.url + "/v1/models", time_limit=limit)
+            )
+        except (RagwayError, ValueError) as exc:
+            up, reason, found = False, str(exc), None
+        else:
+            up, reason, found = True, "ok", cards
+        flipped = self._pool.record_probe(backend.id, up=up, reason=reason, cards=found)
+        self._metrics.worker_up.labels(backend.id, backend.kind.value).set(1 if up else 0)
+        if flipped:
+            log.info("worker %s is %s: %s", backend.id, "up" if up else "down", reason)
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.interval)
+            await self.probe_all()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="ragway-health")
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None

@@ -1,0 +1,243 @@
+"""The gateway's one typed settings tree.
+
+Precedence, highest first: arguments given to the constructor, `RAGWAY_*` environment variables
+(nesting with `__`, lists and dicts as JSON), the YAML file named by `RAGWAY_CONFIG_FILE` (the
+Helm ConfigMap), then the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from router.types import WorkerKind
+from server.rag.filters import normalize_where
+
+CONFIG_FILE_ENV = "RAGWAY_CONFIG_FILE"
+
+PositiveSeconds = Annotated[float, Field(gt=0)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WorkerSettings(_Section):
+    """One upstream worker: a vLLM server or ragway's embedding worker."""
+
+    url: HttpUrl
+    kind: WorkerKind = WorkerKind.CHAT
+    # Models this worker serves. Empty means "ask the worker's /v1/models".
+    models: tuple[str, ...] = ()
+    name: str | None = None
+    # Sent as `Authorization: Bearer ...` to this worker (vLLM's --api-key).
+    api_key: SecretStr | None = None
+
+    @property
+    def base_url(self) -> str:
+        return str(self.url).rstrip("/")
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.base_url
+
+
+class TimeoutSettings(_Section):
+    """Upstream timeouts. `read` bounds the gap between two bytes, not the whole generation:
+    a long generation keeps streaming and never trips it."""
+
+    connect: PositiveSeconds = 5.0
+    read: PositiveSeconds = 300.0
+    write: PositiveSeconds = 30.0
+    pool: PositiveSeconds = 10.0
+
+
+class UpstreamSettings(_Section):
+    max_connections: Annotated[int, Field(ge=1)] = 512
+    # Must stay below the workers' own keep-alive timeout (uvicorn's default is 5 s), so that
+    # ragway never writes a request onto a connection the worker is closing.
+    keepalive_expiry: PositiveSeconds = 4.0
+
+
+class HealthSettings(_Section):
+    interval: PositiveSeconds = 5.0
+    timeout: PositiveSeconds = 2.0
+
+
+class StreamSettings(_Section):
+    # Seconds between SSE keep-alive comments while a stream is quiet; 0 turns them off.
+    ping_interval: Annotated[float, Field(ge=0)] = 15.0
+
+
+FailMode = Literal["open", "closed"]
+
+DEFAULT_RAG_TEMPLATE = (
+    "Answer the user's question with the help of the numbered context passages below. If they "
+    "do not contain the answer, say that you do not know.\n\nContext:\n{context}"
+)
+
+
+def _has_context_slot(template: str) -> str:
+    if "{context}" not in template:
+        raise ValueError("a RAG template must contain the {context} placeholder")
+    return template
+
+
+def _valid_filter(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    return normalize_where(value)  # FilterError is a ValueError: pydantic reports it
+
+
+ContextTemplate = Annotated[str, AfterValidator(_has_context_slot)]
+
+
+class RetrievalOptions(_Section):
+    """How much to retrieve and inject. Unset fields take the `rag` section's defaults."""
+
+    top_k: Annotated[int, Field(ge=1, le=50)] | None = None
+    # Cosine similarity in [-1, 1]; chunks scoring below it are not used.
+    min_score: Annotated[float, Field(ge=-1, le=1)] | None = None
+    filter: Annotated[dict[str, Any] | None, AfterValidator(_valid_filter)] = None
+    # The retrieval query: the last user turn, plus up to two earlier user turns.
+    query_turns: Annotated[int, Field(ge=1, le=3)] | None = None
+    max_context_tokens: Annotated[int, Field(ge=1)] | None = None
+
+
+class VirtualModel(RetrievalOptions):
+    """A model name that means a base model with retrieval from one knowledge base."""
+
+    model: str
+    knowledge_base: str
+    description: str = ""
+    template: ContextTemplate | None = None
+
+
+class RagSettings(_Section):
+    """Knowledge bases and retrieval-augmented chat."""
+
+    # Embedded Chroma persists under DATA_DIR/chroma, unless `chroma_url` names a Chroma server.
+    data_dir: Path = Path("~/.cache/ragway")
+    chroma_url: HttpUrl | None = None
+    # For knowledge bases created without one; unset: the one model the embedding workers serve.
+    default_embedding_model: str | None = None
+    # Chunk size and overlap in tokens (tiktoken cl100k_base), defaults for new knowledge bases.
+    chunk_tokens: Annotated[int, Field(ge=16, le=8192)] = 200
+    chunk_overlap: Annotated[int, Field(ge=0)] = 40
+    max_upload_bytes: Annotated[int, Field(ge=1024)] = 32 * 1024 * 1024
+    # Largest document text, in UTF-8 bytes, after a file's text has been extracted.
+    max_document_bytes: Annotated[int, Field(ge=1)] = 4 * 1024 * 1024
+    template: ContextTemplate = DEFAULT_RAG_TEMPLATE
+    top_k: Annotated[int, Field(ge=1, le=50)] = 4
+    query_turns: Annotated[int, Field(ge=1, le=3)] = 1
+    max_context_tokens: Annotated[int, Field(ge=1)] = 1536
+    # Tokens kept free for the answer when a request sets no max_tokens.
+    reserve_completion_tokens: Annotated[int, Field(ge=0)] = 256
+    # Bounds retrieval as a whole: query embedding, vector search and token counting.
+    retrieval_timeout: PositiveSeconds = 5.0
+    # What chat does when retrieval fails, for knowledge bases created without a choice.
+    fail_mode: FailMode = "open"
+    virtual_models: dict[str, VirtualModel] = Field(default_factory=dict)
+
+    @property
+    def chroma_path(self) -> Path:
+        return self.data_dir.expanduser() / "chroma"
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> Self:
+        if self.chunk_overlap >= self.chunk_tokens:
+            raise ValueError("rag.chunk_overlap must be smaller than rag.chunk_tokens")
+        return self
+
+
+class RagwaySettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="RAGWAY_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8000
+    log_level: str = "info"
+    workers: tuple[WorkerSettings, ...] = ()
+    # Public model name -> served model name, e.g. {"gpt-4o-mini": "smollm2-135m"}.
+    aliases: dict[str, str] = Field(default_factory=dict)
+    timeouts: TimeoutSettings = TimeoutSettings()
+    upstream: UpstreamSettings = UpstreamSettings()
+    health: HealthSettings = HealthSettings()
+    stream: StreamSettings = StreamSettings()
+    # Largest request body the gateway reads, in bytes.
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 16 * 1024 * 1024
+    rag: RagSettings = RagSettings()
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.lower()
+        if level not in {"critical", "error", "warning", "info", "debug", "trace"}:
+            raise ValueError(f"unknown log level {value!r}")
+        return level
+
+    @model_validator(mode="after")
+    def _aliases_do_not_chain(self) -> Self:
+        chained = sorted(set(self.aliases) & set(self.aliases.values()))
+        if chained:
+            raise ValueError(f"aliases must point at served models, not other aliases: {chained}")
+        return self
+
+    @model_validator(mode="after")
+    def _virtual_models_are_not_aliases(self) -> Self:
+        clash = sorted(set(self.aliases) & set(self.rag.virtual_models))
+        if clash:
+            raise ValueError(f"names used both as an alias and as a virtual model: {clash}")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            env_settings,
+            YamlConfigSettingsSource(settings_cls),
+            file_secret_settings,
+        )
+
+    @classmethod
+    def load(cls, config_file: Path | str | None = None, **overrides: Any) -> Self:
+        """Settings from the environment, over `config_file` (default: `$RAGWAY_CONFIG_FILE`)."""
+        path = config_file if config_file is not None else os.environ.get(CONFIG_FILE_ENV)
+        if not path:
+            return cls(**overrides)
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"ragway config file {str(path)!r} does not exist")
+        with_file = type(
+            cls.__name__,
+            (cls,),
+            {"model_config": SettingsConfigDict(**{**cls.model_config, "yaml_file": path})},
+        )
+        return with_file(**overrides)  # type: ignore[no-any-return]

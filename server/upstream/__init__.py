@@ -1,0 +1,1 @@
+"""Talking to workers: the HTTP client, SSE framing, and translation of transport errors."""

@@ -1,0 +1,105 @@
+"""The one HTTP client the gateway uses to reach workers.
+
+httpx is the API; the default transport is httpx-aiohttp's, because httpx's own transport costs
+about 20x more CPU per request (see DEVELOPERS.md), and a gateway's budget is well under 1 ms.
+Tests inject any `httpx.AsyncBaseTransport` instead (an ASGITransport over a fake worker).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import orjson
+from httpx_aiohttp import AiohttpTransport
+
+from server.errors import UpstreamBadResponse, UpstreamStatus
+from server.settings import RagwaySettings
+from server.upstream.errors import upstream_errors
+
+# Ask workers for unencoded bodies: ragway relays bytes and never wants to inflate them.
+_DEFAULT_HEADERS = {"accept-encoding": "identity", "user-agent": "ragway"}
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    status: int
+    content: bytes
+    content_type: str
+
+    def raise_for_status(self) -> None:
+        if self.status >= 400:
+            raise UpstreamStatus(self.status, self.content, self.content_type)
+
+
+class UpstreamClient:
+    def __init__(self, settings: RagwaySettings, transport: httpx.AsyncBaseTransport | None = None):
+        t = settings.timeouts
+        limits = httpx.Limits(
+            max_connections=settings.upstream.max_connections,
+            max_keepalive_connections=settings.upstream.max_connections,
+            keepalive_expiry=settings.upstream.keepalive_expiry,
+        )
+        self._client = httpx.AsyncClient(
+            transport=transport or AiohttpTransport(limits=limits),
+            timeout=httpx.Timeout(connect=t.connect, read=t.read, write=t.write, pool=t.pool),
+            limits=limits,
+            headers=_DEFAULT_HEADERS,
+            trust_env=False,
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> Reply:
+        """A whole request and response; error statuses are returned, not raised."""
+        with upstream_errors(url):
+            response = await self._client.post(url, content=body, headers=headers)
+            return Reply(
+                response.status_code,
+                response.content,
+                response.headers.get("content-type", "application/json"),
+            )
+
+    @asynccontextmanager
+    async def stream(
+        self, url: str, body: bytes, headers: Mapping[str, str]
+    ) -> AsyncIterator[httpx.Response]:
+        """An open streaming response with status 2xx. An error status is read whole and raised
+        as UpstreamStatus, so the caller only ever sees a stream worth relaying. Leaving the
+        block closes the connection, which is how a worker learns to stop generating."""
+        with upstream_errors(url):
+            request = self._client.build_request("POST", url, content=body, headers=headers)
+            response = await self._client.send(request, stream=True)
+        try:
+            if response.status_code >= 400:
+                with upstream_errors(url):
+                    content = await response.aread()
+                raise UpstreamStatus(
+                    response.status_code, content, response.headers.get("content-type")
+                )
+            yield response
+        finally:
+            await response.aclose()
+
+    async def get_json(self, url: str, *, time_limit: float) -> Any:
+        """GET a JSON document (health probes, /v1/models)."""
+        with upstream_errors(url):
+            response = await self._client.get(url, timeout=time_limit)
+        if response.status_code != 200:
+            raise UpstreamStatus(
+                response.status_code, response.content, response.headers.get("content-type")
+            )
+        try:
+            return orjson.loads(response.content) if response.content else None
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamBadResponse(f"worker {url} sent invalid JSON") from exc
+
+    async def raw_iter(self, response: httpx.Response, url: str) -> AsyncIterator[bytes]:
+        """The response body as it arrives, with transport errors translated."""
+        with upstream_errors(url):
+            async for chunk in response.aiter_raw():
+                yield chunk

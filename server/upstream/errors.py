@@ -1,0 +1,66 @@
+"""Translate transport exceptions into ragway's error tree, once, at the upstream boundary.
+
+httpx-aiohttp re-raises aiohttp's exceptions as httpx ones, but coarsely: any
+`aiohttp.ClientConnectionError` (a worker closing a kept-alive connection included) becomes
+`httpx.ConnectTimeout`. So the aiohttp cause, when there is one, is looked up first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import aiohttp
+import httpx
+
+from server.errors import (
+    RagwayError,
+    UpstreamBadResponse,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+
+# First match wins, so subclasses come before their bases.
+_TABLE: tuple[tuple[type[BaseException], type[UpstreamError], str], ...] = (
+    (aiohttp.ClientConnectorError, UpstreamUnavailable, "worker unreachable"),
+    (aiohttp.ServerTimeoutError, UpstreamTimeout, "worker timed out"),
+    (aiohttp.ServerDisconnectedError, UpstreamBadResponse, "worker closed the connection"),
+    (aiohttp.ClientPayloadError, UpstreamBadResponse, "worker sent a broken body"),
+    (aiohttp.ClientResponseError, UpstreamBadResponse, "worker sent a broken response"),
+    (aiohttp.ClientOSError, UpstreamBadResponse, "connection to worker failed"),
+    (asyncio.TimeoutError, UpstreamTimeout, "worker timed out"),
+    (httpx.ConnectError, UpstreamUnavailable, "worker unreachable"),
+    (httpx.PoolTimeout, UpstreamUnavailable, "no connection to the worker available"),
+    (httpx.TimeoutException, UpstreamTimeout, "worker timed out"),
+    (httpx.TransportError, UpstreamBadResponse, "worker sent a broken response"),
+    (httpx.DecodingError, UpstreamBadResponse, "worker sent an undecodable body"),
+)
+
+
+def translate(exc: BaseException) -> UpstreamError | None:
+    """The ragway error for a transport exception, or None if it is not one."""
+    for candidate in (exc.__cause__, exc):
+        if candidate is None:
+            continue
+        for foreign, ours, what in _TABLE:
+            if isinstance(candidate, foreign):
+                return ours(f"{what}: {type(candidate).__name__}: {candidate}".rstrip(": "))
+    return None
+
+
+@contextmanager
+def upstream_errors(worker: str) -> Iterator[None]:
+    """Re-raise transport exceptions from inside the block as UpstreamError subclasses."""
+    try:
+        yield
+    except RagwayError:
+        raise
+    except Exception as exc:
+        mapped = translate(exc)
+        if mapped is None:
+            raise
+        mapped.message = f"{mapped.message} (worker {worker})"
+        mapped.args = (mapped.message,)
+        raise mapped from exc

@@ -1,0 +1,125 @@
+"""A scriptable OpenAI-compatible worker for in-process tests of the gateway.
+
+It records every request it receives, so tests can assert on exactly what the gateway sent,
+and its behaviour (error statuses, broken streams) is set per test through `FakeWorker`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+
+def chunk_event(model: str, text: str, index: int = 0) -> bytes:
+    payload = {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": model,
+        "choices": [{"index": index, "delta": {"content": text}, "finish_reason": None}],
+    }
+    return b"data: " + orjson.dumps(payload) + b"\n\n"
+
+
+@dataclass
+class FakeWorker:
+    models: list[str]
+    kind: str = "chat"
+    # Behaviour knobs.
+    status: int = 200
+    error_body: bytes = (
+        b'{"error": {"message": "bad", "type": "BadRequestError", "param": null, "code": 400}}'
+    )
+    stream_events: list[bytes] = field(default_factory=list)
+    stream_tail: bytes = b"data: [DONE]\n\n"
+    healthy: bool = True
+    received: list[dict[str, Any]] = field(default_factory=list)
+    raw_bodies: list[bytes] = field(default_factory=list)
+    headers_seen: list[dict[str, str]] = field(default_factory=list)
+
+    def app(self) -> Starlette:
+        return Starlette(
+            routes=[
+                Route("/health", self._health),
+                Route("/v1/models", self._models),
+                Route("/v1/chat/completions", self._generate, methods=["POST"]),
+                Route("/v1/completions", self._generate, methods=["POST"]),
+                Route("/v1/embeddings", self._embeddings, methods=["POST"]),
+            ]
+        )
+
+    async def _record(self, request: Request) -> dict[str, Any]:
+        raw = await request.body()
+        self.raw_bodies.append(raw)
+        self.headers_seen.append(dict(request.headers))
+        body: dict[str, Any] = orjson.loads(raw)
+        self.received.append(body)
+        return body
+
+    async def _health(self, request: Request) -> Response:
+        return Response(status_code=200 if self.healthy else 503)
+
+    async def _models(self, request: Request) -> Response:
+        data = [{"id": m, "object": "model", "created": 1, "owned_by": "fake"} for m in self.models]
+        return Response(
+            orjson.dumps({"object": "list", "data": data}), media_type="application/json"
+        )
+
+    async def _generate(self, request: Request) -> Response:
+        body = await self._record(request)
+        if self.status != 200:
+            return Response(self.error_body, self.status, media_type="application/json")
+        if body.get("stream"):
+            events = self.stream_events or [chunk_event(body["model"], w) for w in ("Hel", "lo")]
+            return StreamingResponse(self._stream(events), media_type="text/event-stream")
+        answer = {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion",
+            "model": body["model"],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello"}}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
+        }
+        return Response(orjson.dumps(answer), media_type="application/json")
+
+    async def _stream(self, events: list[bytes]) -> AsyncIterator[bytes]:
+        for event in events:
+            yield event
+        if self.stream_tail:
+            yield self.stream_tail
+
+    async def _embeddings(self, request: Request) -> Response:
+        body = await self._record(request)
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        data = [
+            {"object": "embedding", "index": i, "embedding": [float(len(str(text))), 0.0]}
+            for i, text in enumerate(inputs)
+        ]
+        answer = {"object": "list", "data": data, "model": body["model"], "usage": {}}
+        return Response(orjson.dumps(answer), media_type="application/json")
+
+
+class HostRouter(httpx.AsyncBaseTransport):
+    """Sends each request to the in-process app registered for its host, or raises the
+    exception registered for it (to simulate transport failures)."""
+
+    def __init__(self) -> None:
+        self.apps: dict[str, httpx.AsyncBaseTransport] = {}
+        self.failures: dict[str, Exception] = {}
+
+    def add(self, host: str, worker: FakeWorker) -> None:
+        self.apps[host] = httpx.ASGITransport(app=worker.app())
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        host = request.url.host
+        failure = self.failures.get(host)
+        if failure is not None and request.url.path.startswith("/v1/") and request.method == "POST":
+            raise failure
+        return await self.apps[host].handle_async_request(request)

@@ -1,0 +1,1 @@
+"""ragway's own worker processes (separate from the gateway)."""
