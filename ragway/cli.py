@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from ragway import launch
+from ragway import kb_cli, launch
 from ragway.stack import Stack, StackError, check_port_free
 from ragway.weights import (
     WeightsError,
@@ -41,7 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="prepare the models and run the whole local stack")
     up.add_argument("--host", default="127.0.0.1")
     up.add_argument("--port", type=int, default=8000, help="gateway port (default 8000)")
-    up.add_argument("--chat-port", type=int, default=8001, help="vLLM worker port")
+    up.add_argument("--chat-port", type=int, default=8001, help="first vLLM worker's port")
+    up.add_argument("--chat-workers", type=int, default=1, help="vLLM workers (default 1)")
     up.add_argument("--embedding-port", type=int, default=8002, help="embedding worker port")
     up.add_argument("--model", type=Path, help="chat model directory (default: SmolLM2-135M)")
     up.add_argument("--served-model-name", default=CHAT_MODEL)
@@ -58,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("gateway", help="run the gateway alone (settings from RAGWAY_* / YAML)")
     emb = sub.add_parser("embedding-worker", help="run the embedding worker alone")
     emb.add_argument("args", nargs=argparse.REMAINDER)
+    kb_cli.register(sub)
     return parser
 
 
@@ -76,17 +78,23 @@ def main(argv: list[str] | None = None) -> None:
             from workers.embedding.__main__ import main as embedding_main
 
             embedding_main(args.args)
-    except (StackError, WeightsError) as exc:
+        elif args.command in kb_cli.COMMANDS:
+            sys.exit(kb_cli.run(args))
+    except (StackError, WeightsError, kb_cli.CliError) as exc:
         sys.exit(f"ragway: {exc}")
 
 
 def _gateway_settings(args: argparse.Namespace) -> dict[str, object]:
     host = args.host
+    chat = [
+        {"name": f"vllm-{i}", "url": f"http://{host}:{port}", "kind": "chat"}
+        for i, port in enumerate(chat_ports(args))
+    ]
     return {
         "host": host,
         "port": args.port,
         "workers": [
-            {"name": "vllm-0", "url": f"http://{host}:{args.chat_port}", "kind": "chat"},
+            *chat,
             {
                 "name": "embedding-0",
                 "url": f"http://{host}:{args.embedding_port}",
@@ -98,6 +106,8 @@ def _gateway_settings(args: argparse.Namespace) -> dict[str, object]:
             **dict.fromkeys(EMBEDDING_ALIASES, EMBEDDING_MODEL),
         },
         "health": {"interval": 2.0, "timeout": 2.0},
+        # Knowledge bases: embedded Chroma under the data directory.
+        "rag": {"data_dir": str(args.data_dir), "default_embedding_model": EMBEDDING_MODEL},
     }
 
 
@@ -105,29 +115,66 @@ def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def up(args: argparse.Namespace) -> None:
-    run_dir = args.run_dir or args.data_dir / "run"
-    stack = Stack(run_dir / "logs", sys.stdout)
-    for port, what in ((args.port, "gateway"), (args.chat_port, "vLLM worker"),
-                       (args.embedding_port, "embedding worker")):  # fmt: skip
-        check_port_free(args.host, port, what)
+def chat_ports(args: argparse.Namespace) -> list[int]:
+    """The vLLM workers' ports: consecutive from --chat-port, skipping the other two."""
+    taken = {args.port, args.embedding_port}
+    ports: list[int] = []
+    candidate = args.chat_port
+    while len(ports) < args.chat_workers:
+        if candidate not in taken:
+            ports.append(candidate)
+        candidate += 1
+    return ports
+
+
+def _model_dirs(args: argparse.Namespace, stack: Stack) -> tuple[Path, Path]:
     embedding_dir = check_model_dir(args.embedding_model or embedding_model_dir())
     if args.model is not None:
-        chat_dir = check_model_dir(args.model)
-    else:
-        first = not is_prepared(chat_model_dir(args.data_dir))
-        stack.say("preparing SmolLM2-135M-Instruct" + (" (first run: ~1 min)" if first else ""))
-        chat_dir = prepare_chat_model(args.data_dir)
+        return check_model_dir(args.model), embedding_dir
+    first = not is_prepared(chat_model_dir(args.data_dir))
+    stack.say("preparing SmolLM2-135M-Instruct" + (" (first run: ~1 min)" if first else ""))
+    return prepare_chat_model(args.data_dir), embedding_dir
+
+
+def _specs(
+    args: argparse.Namespace, chat_dir: Path, embedding_dir: Path, config: Path
+) -> list[launch.ProcessSpec]:
+    cores = os.cpu_count() or 1
+    specs = [
+        launch.vllm_spec(
+            chat_dir,
+            args.served_model_name,
+            host=args.host,
+            port=port,
+            kv_cache_gib=args.kv_cache_gib,
+            max_model_len=args.max_model_len,
+            # One worker binds itself; several must not all pin to the same core.
+            cpu_bind=str(i % cores) if args.chat_workers > 1 else None,
+        )
+        for i, port in enumerate(chat_ports(args))
+    ]
+    specs.append(launch.embedding_spec(embedding_dir, EMBEDDING_MODEL, host=args.host,
+                                       port=args.embedding_port))  # fmt: skip
+    specs.append(launch.gateway_spec(config, host=args.host, port=args.port))
+    return specs
+
+
+def up(args: argparse.Namespace) -> None:
+    if args.chat_workers < 1:
+        raise StackError("--chat-workers must be at least 1")
+    run_dir = args.run_dir or args.data_dir / "run"
+    stack = Stack(run_dir / "logs", sys.stdout)
+    check_port_free(args.host, args.port, "gateway")
+    check_port_free(args.host, args.embedding_port, "embedding worker")
+    for port in chat_ports(args):
+        check_port_free(args.host, port, "vLLM worker")
+    chat_dir, embedding_dir = _model_dirs(args, stack)
     config = launch.write_gateway_config(run_dir / "gateway.yaml", _gateway_settings(args))
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     started = time.monotonic()
     try:
-        stack.start(launch.vllm_spec(chat_dir, args.served_model_name, host=args.host,
-                                     port=args.chat_port, kv_cache_gib=args.kv_cache_gib,
-                                     max_model_len=args.max_model_len))  # fmt: skip
-        stack.start(launch.embedding_spec(embedding_dir, EMBEDDING_MODEL, host=args.host,
-                                          port=args.embedding_port))  # fmt: skip
-        stack.start(launch.gateway_spec(config, host=args.host, port=args.port))
+        for spec in _specs(args, chat_dir, embedding_dir, config):
+            stack.start(spec)
         stack.wait_ready(args.ready_timeout)
         _print_ready(args, time.monotonic() - started)
         stack.watch()

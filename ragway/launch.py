@@ -41,8 +41,11 @@ def vllm_argv(
     ]
 
 
-def vllm_env(kv_cache_gib: float) -> dict[str, str]:
-    return {"VLLM_CPU_KVCACHE_SPACE": f"{kv_cache_gib:g}"}
+def vllm_env(kv_cache_gib: float, cpu_bind: str | None = None) -> dict[str, str]:
+    env = {"VLLM_CPU_KVCACHE_SPACE": f"{kv_cache_gib:g}"}
+    if cpu_bind is not None:
+        env["VLLM_CPU_OMP_THREADS_BIND"] = cpu_bind
+    return env
 
 
 def vllm_spec(
@@ -53,12 +56,13 @@ def vllm_spec(
     port: int,
     kv_cache_gib: float,
     max_model_len: int,
+    cpu_bind: str | None = None,
 ) -> ProcessSpec:
     return ProcessSpec(
         name=f"vllm:{port}",
         argv=vllm_argv(model_dir, served_name, host, port, max_model_len),
         ready_url=f"http://{host}:{port}/health",
-        env=vllm_env(kv_cache_gib),
+        env=vllm_env(kv_cache_gib, cpu_bind),
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import io
 import os
 import signal
 import socket
@@ -17,11 +18,12 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from ragway.launch import ProcessSpec
+from ragway.launch import ProcessSpec, gateway_spec, write_gateway_config
 
 _PR_SET_PDEATHSIG = 1
 
@@ -67,6 +69,7 @@ class Child:
     log_path: Path
     process: subprocess.Popen[bytes]
     ready: bool = False
+    restarts: list[float] = field(default_factory=list)
 
 
 class Stack:
@@ -82,18 +85,9 @@ class Stack:
     def start(self, spec: ProcessSpec) -> None:
         self._log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self._log_dir / (spec.name.replace(":", "-") + ".log")
-        with log_path.open("ab") as log:
-            process = subprocess.Popen(
-                spec.argv,
-                env={**os.environ, **spec.env},
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=_die_with_parent,
-            )
-        self._children.append(Child(spec, log_path, process))
-        self.say(f"{spec.name}: started, pid {process.pid}, log {log_path}")
+        child = Child(spec, log_path, _spawn(spec, log_path))
+        self._children.append(child)
+        self.say(f"{spec.name}: started, pid {child.process.pid}, log {log_path}")
 
     def wait_ready(self, timeout: float, poll: float = 1.0) -> None:
         """Block until every child answers its readiness URL; raise if one dies or time runs out."""
@@ -122,11 +116,23 @@ class Stack:
                 f"({child.log_path}):\n{_tail(child.log_path)}"
             )
 
-    def watch(self, poll: float = 1.0) -> None:
-        """Block while every child runs; raise when one exits."""
+    def watch(self, poll: float = 1.0, max_restarts: int = 5, window: float = 600.0) -> None:
+        """Block while the stack runs, restarting a child that exits (a crashed or killed
+        worker comes back, and the gateway re-admits it once it is healthy). A child that
+        exits more than `max_restarts` times within `window` seconds stops the stack."""
         while True:
             for child in self._children:
-                self._check_alive(child)
+                code = child.process.poll()
+                if code is None:
+                    continue
+                now = time.monotonic()
+                child.restarts = [t for t in child.restarts if now - t < window] + [now]
+                if len(child.restarts) > max_restarts:
+                    self._check_alive(child)  # raises, with the end of its log
+                _signal_group(child.process, signal.SIGKILL)  # whatever it left behind
+                child.process = _spawn(child.spec, child.log_path)
+                self.say(f"{child.spec.name}: exited with code {code}; restarted as pid "
+                         f"{child.process.pid}")  # fmt: skip
             time.sleep(poll)
 
     def stop(self, grace: float = 20.0) -> None:
@@ -144,6 +150,39 @@ class Stack:
         self._children.clear()
 
 
+def _spawn(spec: ProcessSpec, log_path: Path) -> subprocess.Popen[bytes]:
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            spec.argv,
+            env={**os.environ, **spec.env},
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+
+
 def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, sig)
+
+
+@contextlib.contextmanager
+def serve_gateway(
+    settings: dict[str, object], run_dir: Path, *, name: str = "gateway", timeout: float = 120.0
+) -> Iterator[str]:
+    """A gateway process (`python -m server`) with `settings` as its YAML file, on a free port,
+    until the block ends; yields its base URL once /readyz answers. For tests and benchmarks
+    that need a gateway configured differently from the one `ragway up` runs."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    config = write_gateway_config(run_dir / f"{name}-{port}.yaml", {**settings, "port": port})
+    stack = Stack(run_dir / "logs", io.StringIO())
+    try:
+        stack.start(gateway_spec(config, host="127.0.0.1", port=port))
+        stack.wait_ready(timeout)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        stack.stop()

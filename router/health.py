@@ -1,4 +1,5 @@
-"""Per-worker health state: up or down, why, and since when."""
+"""Per-worker health: what the active probe last said (up or down, why, since when), and any
+passive ejection after failed requests, with exponential back-off before re-admission."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ class Health:
     up: bool = False
     reason: str = "not probed yet"
     since: float = field(default_factory=time.time)
+    # Passive ejection: out of rotation until this monotonic time, however probes go.
+    ejected_until: float = 0.0
+    ejections: int = 0  # consecutive ones; reset by a request that succeeds
 
     def set(self, up: bool, reason: str, clock: Callable[[], float] = time.time) -> bool:
         """Record a probe result; returns True when the state flipped."""
@@ -21,3 +25,18 @@ class Health:
         self.up = up
         self.reason = reason
         return flipped
+
+    def eject(self, reason: str, now: float, base: float, cap: float) -> float:
+        """Take the worker out for base * 2^(n-1) seconds (at most `cap`) after its n-th
+        consecutive ejection; returns how long."""
+        self.ejections += 1
+        duration = min(cap, base * 2.0 ** (self.ejections - 1))
+        self.ejected_until = max(self.ejected_until, now + duration)
+        self.reason = f"ejected for {duration:g} s: {reason}"
+        return duration
+
+    def succeeded(self) -> None:
+        self.ejections = 0
+
+    def routable(self, now: float) -> bool:
+        return self.up and now >= self.ejected_until

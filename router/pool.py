@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,8 +34,18 @@ class WorkerState:
 
 
 class WorkerPool:
-    def __init__(self, backends: Iterable[Backend]):
+    def __init__(
+        self,
+        backends: Iterable[Backend],
+        *,
+        eject_base: float = 1.0,
+        eject_max: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self._workers = {backend.id: WorkerState(backend) for backend in backends}
+        self._eject_base = eject_base
+        self._eject_max = eject_max
+        self._clock = clock
 
     @property
     def workers(self) -> Sequence[WorkerState]:
@@ -43,22 +54,64 @@ class WorkerPool:
     def kinds(self) -> set[WorkerKind]:
         return {state.backend.kind for state in self._workers.values()}
 
+    def sync(self, backends: Iterable[Backend]) -> tuple[list[str], list[str]]:
+        """Make the pool hold exactly `backends` (a discovery source's latest view). Workers
+        that stay keep their health and models; returns (added ids, removed ids)."""
+        wanted = {b.id: b for b in backends}
+        removed = [i for i in self._workers if i not in wanted]
+        added = [i for i in wanted if i not in self._workers]
+        for worker_id in removed:
+            del self._workers[worker_id]
+        for worker_id in added:
+            self._workers[worker_id] = WorkerState(wanted[worker_id])
+        return added, removed
+
     def record_probe(
         self, worker_id: str, *, up: bool, reason: str, cards: Sequence[ModelCard] | None = None
     ) -> bool:
         """Store one probe's result; returns True when the worker's up/down state flipped."""
-        state = self._workers[worker_id]
+        state = self._workers.get(worker_id)
+        if state is None:  # removed while the probe was in flight
+            return False
         if cards is not None:
             state.cards = tuple(cards)
         return state.health.set(up, reason)
 
-    def candidates(self, kind: WorkerKind, model: str) -> list[Backend]:
-        """Healthy workers of `kind` that serve `model`.
+    def eject(self, worker_id: str, reason: str, now: float | None = None) -> float:
+        """Passive ejection after a failed request; returns for how many seconds."""
+        state = self._workers.get(worker_id)
+        if state is None:
+            return 0.0
+        now = self._clock() if now is None else now
+        return state.health.eject(reason, now, self._eject_base, self._eject_max)
+
+    def succeeded(self, worker_id: str) -> None:
+        state = self._workers.get(worker_id)
+        if state is not None:
+            state.health.succeeded()
+
+    def is_up(self, worker_id: str) -> bool:
+        state = self._workers.get(worker_id)
+        return state is not None and state.health.up
+
+    def candidates(
+        self,
+        kind: WorkerKind,
+        model: str,
+        *,
+        now: float | None = None,
+        exclude: Collection[str] = (),
+    ) -> list[Backend]:
+        """Routable workers of `kind` that serve `model`, minus `exclude`.
 
         Raises UnknownModel when no worker of that kind serves it (as far as anyone can know),
-        and NoHealthyWorker when some do but all of them are down.
+        and NoHealthyWorker when some do but none can take the request. If every probed-up
+        worker is ejected, they are used anyway: passive ejection must never turn a partial
+        failure into a total outage (Envoy's "panic" rule).
         """
-        healthy: list[Backend] = []
+        now = self._clock() if now is None else now
+        routable: list[Backend] = []
+        up: list[Backend] = []
         serving = False
         unknown_down = False
         for state in self._workers.values():
@@ -66,12 +119,14 @@ class WorkerPool:
                 continue
             if model in state.models:
                 serving = True
-                if state.health.up:
-                    healthy.append(state.backend)
+                if state.health.up and state.backend.id not in exclude:
+                    up.append(state.backend)
+                    if state.health.routable(now):
+                        routable.append(state.backend)
             elif not state.models_known:
                 unknown_down = True
-        if healthy:
-            return healthy
+        if routable or up:
+            return routable or up
         if serving or unknown_down:
             raise NoHealthyWorker(model)
         raise UnknownModel(model)
@@ -103,6 +158,7 @@ class WorkerPool:
                 "url": s.backend.url,
                 "kind": s.backend.kind.value,
                 "up": s.health.up,
+                "ejected": not s.health.routable(self._clock()) and s.health.up,
                 "reason": s.health.reason,
                 "since": s.health.since,
                 "models": list(s.models),

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import httpx
 from fastapi import FastAPI
+from lightkube import AsyncClient
 from prometheus_client import CollectorRegistry
 
-from server.api import openai, ops
+from server.api import knowledge, openai, ops
 from server.api.errors import install_error_handlers
 from server.lifespan import build_lifespan
 from server.middleware import RequestContextMiddleware
 from server.observability.metrics import GatewayMetrics
+from server.rag.retriever import Retriever
 from server.services.embeddings import TokenDecoder
 from server.settings import RagwaySettings
 
@@ -22,17 +24,25 @@ def create_app(
     upstream_transport: httpx.AsyncBaseTransport | None = None,
     registry: CollectorRegistry | None = None,
     token_decoder: TokenDecoder | None = None,
+    retriever: Retriever | None = None,
+    kube_client: AsyncClient | None = None,
 ) -> FastAPI:
     metrics = GatewayMetrics(registry if registry is not None else CollectorRegistry())
     app = FastAPI(
         title="ragway",
         summary="OpenAI-compatible gateway over vLLM workers",
         lifespan=build_lifespan(
-            settings, metrics, upstream_transport=upstream_transport, token_decoder=token_decoder
+            settings,
+            metrics,
+            upstream_transport=upstream_transport,
+            token_decoder=token_decoder,
+            retriever=retriever,
+            kube_client=kube_client,
         ),
     )
     install_error_handlers(app, metrics)
     app.include_router(openai.router)
+    app.include_router(knowledge.router)
     app.include_router(ops.router)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     return app

@@ -96,6 +96,16 @@ class UpstreamBadResponse(UpstreamError):
     status = 502
     default_code = "bad_upstream_response"
     error_type = "upstream_bad_response"
+    # Only ever raised before the first byte reaches the client (after it, failures go
+    # in-band), so another worker may answer instead.
+    retryable = True
+
+
+class UpstreamConnectionLost(UpstreamBadResponse):
+    """The worker closed the connection under the request: usually a kept-alive connection it
+    had already timed out, sometimes a worker that died."""
+
+    error_type = "upstream_connection_lost"
 
 
 class UpstreamTimeout(UpstreamError):

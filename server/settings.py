@@ -8,6 +8,7 @@ Helm ConfigMap), then the defaults below.
 from __future__ import annotations
 
 import os
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
@@ -78,8 +79,69 @@ class UpstreamSettings(_Section):
 
 
 class HealthSettings(_Section):
+    # Active probes of every worker's /health and /v1/models.
     interval: PositiveSeconds = 5.0
     timeout: PositiveSeconds = 2.0
+    # Passive ejection after a failed request: out for eject_base * 2^(n-1) s, at most eject_max.
+    eject_base: PositiveSeconds = 1.0
+    eject_max: PositiveSeconds = 30.0
+    # vLLM /metrics scrapes for load-aware routing; older data is not trusted.
+    metrics_interval: PositiveSeconds = 1.0
+    metrics_stale_after: PositiveSeconds = 5.0
+
+
+class PolicyName(StrEnum):
+    ROUND_ROBIN = "round_robin"
+    LEAST_LOAD = "least_load"
+    SESSION = "session"
+    PREFIX_AWARE = "prefix_aware"
+
+
+class RoutingSettings(_Section):
+    chat_policy: PolicyName = PolicyName.PREFIX_AWARE
+    embedding_policy: PolicyName = PolicyName.LEAST_LOAD
+    # Per served model, overriding the two defaults above.
+    policies: dict[str, PolicyName] = Field(default_factory=dict)
+    # Session affinity keys on this header, else on the request's `user` field.
+    session_header: str = "x-session-id"
+    session_load_factor: Annotated[float, Field(ge=1.0)] = 1.25
+    # Prompt prefixes are hashed in blocks of this many characters (about 32 tokens).
+    prefix_block_chars: Annotated[int, Field(ge=16)] = 128
+    prefix_max_entries: Annotated[int, Field(ge=1)] = 100_000
+    prefix_ttl: PositiveSeconds = 600.0
+    # score = matched fraction - beta * (requests above the least loaded worker)
+    prefix_beta: Annotated[float, Field(ge=0)] = 0.2
+
+
+class KubernetesSettings(_Section):
+    """Workers found through EndpointSlices: only Ready endpoints, watched for changes."""
+
+    # None: the namespace the gateway's own pod runs in.
+    namespace: str | None = None
+    # Equality selectors ANDed with `kind_label` being present, e.g. the Helm release's
+    # `app.kubernetes.io/instance`.
+    label_selector: dict[str, str] = Field(default_factory=dict)
+    # The EndpointSlice label (mirrored from the Service) saying `chat` or `embedding`.
+    kind_label: str = "ragway.io/worker-kind"
+    port_name: str = "http"
+    # Seconds to wait before listing again after the watch fails.
+    retry_interval: PositiveSeconds = 5.0
+
+
+class DiscoverySettings(_Section):
+    # `static`: only `workers`. `kubernetes`: `workers` plus what the cluster has.
+    mode: Literal["static", "kubernetes"] = "static"
+    kubernetes: KubernetesSettings = KubernetesSettings()
+
+
+class RetrySettings(_Section):
+    """Failover before the first byte reaches the client; never after it."""
+
+    max_attempts: Annotated[int, Field(ge=1, le=10)] = 3
+    # Total time spent on attempts before giving up.
+    deadline: PositiveSeconds = 30.0
+    # Wait before the second attempt; doubles for each one after.
+    backoff: Annotated[float, Field(ge=0)] = 0.05
 
 
 class StreamSettings(_Section):
@@ -183,6 +245,9 @@ class RagwaySettings(BaseSettings):
     timeouts: TimeoutSettings = TimeoutSettings()
     upstream: UpstreamSettings = UpstreamSettings()
     health: HealthSettings = HealthSettings()
+    discovery: DiscoverySettings = DiscoverySettings()
+    routing: RoutingSettings = RoutingSettings()
+    retries: RetrySettings = RetrySettings()
     stream: StreamSettings = StreamSettings()
     # Largest request body the gateway reads, in bytes.
     max_body_bytes: Annotated[int, Field(ge=1024)] = 16 * 1024 * 1024

@@ -10,6 +10,7 @@ from server.services.catalog import Catalog
 from server.services.embeddings import EmbeddingService
 from server.services.generation import GenerationService
 from server.services.health import HealthMonitor
+from server.services.knowledge import KnowledgeService
 from server.settings import RagwaySettings
 from server.upstream.client import UpstreamClient
 
@@ -24,6 +25,7 @@ class GatewayState:
     health: HealthMonitor
     generation: GenerationService
     embeddings: EmbeddingService
+    knowledge: KnowledgeService
 
     def count_upstream_status(self, status: int) -> None:
         """A worker's own 5xx, relayed as-is, still counts as an upstream failure."""

@@ -21,7 +21,8 @@ def _state(request: Request) -> GatewayState:
 async def _generate(request: Request, endpoint: Endpoint) -> Response:
     gateway = _state(request)
     raw = await read_body(request, gateway.settings.max_body_bytes)
-    prepared = await gateway.generation.prepare(endpoint, raw, request.state.request_id)
+    session = request.headers.get(gateway.settings.routing.session_header)
+    prepared = await gateway.generation.prepare(endpoint, raw, request.state.request_id, session)
     request.state.model_label = gateway.catalog.label(prepared.model)
     if prepared.stream:
         events = await until_disconnect(request, gateway.generation.stream(prepared))

@@ -49,6 +49,35 @@ class GatewayMetrics:
             ("worker", "kind"),
             registry=registry,
         )
+        self.worker_in_flight = Gauge(
+            "ragway_worker_in_flight",
+            "Requests ragway has in flight on each worker.",
+            ("worker",),
+            registry=registry,
+        )
+        self.worker_queue = Gauge(
+            "ragway_worker_queue",
+            "Requests waiting in the worker's engine, as last scraped.",
+            ("worker",),
+            registry=registry,
+        )
+        self.worker_kv_cache_usage = Gauge(
+            "ragway_worker_kv_cache_usage_ratio",
+            "The worker's KV-cache use (0 to 1), as last scraped.",
+            ("worker",),
+            registry=registry,
+        )
+        self.retries = Counter(
+            "ragway_retries_total",
+            "Requests sent to another (or the same) worker after a failure, by error type.",
+            ("error_type",),
+            registry=registry,
+        )
+        self.prefix_index_entries = Gauge(
+            "ragway_prefix_index_entries",
+            "Prompt-prefix blocks the prefix-aware policy remembers (bounded).",
+            registry=registry,
+        )
         self.rag_retrievals = Counter(
             "ragway_rag_retrievals_total",
             "Retrievals for RAG chat, by outcome: ok, failed_open (answered without context) "

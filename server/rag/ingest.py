@@ -16,6 +16,8 @@ import hashlib
 import time
 from dataclasses import dataclass, field
 
+import orjson
+
 from server.errors import InvalidRequest
 from server.rag.chunking import Chunk, Chunker
 from server.rag.embedder import Embedder
@@ -53,8 +55,8 @@ class IngestResult:
 
 
 def chunk_id(knowledge_base: str, document_id: str, position: int) -> str:
-    key = f"{knowledge_base}\x00{document_id}\x00{position}".encode()
-    return hashlib.sha256(key).hexdigest()[:32]
+    # JSON keeps the parts apart whatever characters they hold.
+    return hashlib.sha256(orjson.dumps([knowledge_base, document_id, position])).hexdigest()[:32]
 
 
 def chunk_metadata(

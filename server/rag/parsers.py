@@ -1,5 +1,6 @@
 """Text out of uploaded files: .txt and .md as UTF-8 text, .html with Beautiful Soup, .pdf with
-pypdf. Parsing is CPU-bound; callers run it off the event loop."""
+pypdf. Parsing is CPU-bound; callers run it off the event loop. The two parsers are imported
+when first used, like chromadb (see store.py), to keep them out of the gateway's start-up."""
 
 from __future__ import annotations
 
@@ -8,10 +9,6 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import PurePath
-
-from bs4 import BeautifulSoup
-from pypdf import PdfReader
-from pypdf.errors import PyPdfError
 
 from server.errors import InvalidRequest
 
@@ -53,6 +50,8 @@ def _markdown(data: bytes) -> ParsedText:
 
 
 def _html(data: bytes) -> ParsedText:
+    from bs4 import BeautifulSoup
+
     soup = BeautifulSoup(data, "html.parser")
     title = soup.title.get_text(" ", strip=True) if soup.title else None
     for tag in soup.find_all(_HIDDEN_HTML):
@@ -63,6 +62,9 @@ def _html(data: bytes) -> ParsedText:
 
 
 def _pdf(data: bytes) -> ParsedText:
+    from pypdf import PdfReader
+    from pypdf.errors import PyPdfError
+
     try:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted and not reader.decrypt(""):

@@ -88,14 +88,13 @@ class RetrievedChunk:
                 return str(value)
         return self.id
 
-    def card(self, *, with_text: bool = True) -> dict[str, Any]:
+    def card(self) -> dict[str, Any]:
         card: dict[str, Any] = {"id": self.id, "document_id": self.document_id}
         if self.score is not None:
             card["score"] = round(self.score, 6)
         for key in (TITLE, SOURCE, POSITION):
             if key in self.metadata:
                 card[key] = self.metadata[key]
-        if with_text:
-            card["text"] = self.text
-        card["metadata"] = dict(self.metadata)
+        card["text"] = self.text
+        card["metadata"] = {k: v for k, v in self.metadata.items() if k not in RESERVED_KEYS}
         return card

@@ -123,7 +123,13 @@ class ChromaStore:
     def _get_client(self) -> ClientAPI:
         with self._lock:
             if self._client is None:
-                self._client = make_client(self._settings)
+                try:
+                    self._client = make_client(self._settings)
+                except Exception as exc:  # chromadb raises ValueError for "cannot connect"
+                    where = self._settings.chroma_url or self._settings.chroma_path
+                    raise VectorStoreUnavailable(
+                        f"Chroma ({self.mode}, {where}) is not available: {exc}"
+                    ) from exc
             return self._client
 
     async def _run(self, call: Callable[[], T], name: str | None = None) -> T:

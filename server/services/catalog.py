@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from router.errors import NoHealthyWorker, UnknownModel
-from router.load import LoadTracker
-from router.policies import Policy
 from router.pool import WorkerPool
 from router.types import Backend, RouteRequest, WorkerKind
 from server.errors import ModelNotFound, UpstreamUnavailable
 from server.observability.metrics import UNKNOWN
+from server.services.routing import PolicyBook
 from server.settings import RagwaySettings
 
 
@@ -38,15 +37,13 @@ class Catalog:
         self,
         settings: RagwaySettings,
         pool: WorkerPool,
-        policies: Mapping[WorkerKind, Policy],
-        loads: LoadTracker,
+        policies: PolicyBook,
     ):
         self._aliases = dict(settings.aliases)
         # RAG virtual models: name -> the base model they answer with.
         self._virtual = {n: vm.model for n, vm in settings.rag.virtual_models.items()}
         self._pool = pool
         self._policies = policies
-        self._loads = loads
         self._created = int(time.time())
         self._worker_headers: dict[str, dict[str, str]] = {
             w.display_name: (
@@ -64,17 +61,29 @@ class Catalog:
             return model
         return UNKNOWN
 
-    def route(self, kind: WorkerKind, model: str, request_id: str) -> Route:
+    def route(
+        self,
+        kind: WorkerKind,
+        model: str,
+        request_id: str,
+        *,
+        session_key: str | None = None,
+        prefix: tuple[int, ...] = (),
+        exclude: Collection[str] = (),
+    ) -> Route:
+        """Choose a worker for `model` (an alias or a served name), skipping `exclude`."""
         served = self.served_name(model)
         try:
-            candidates = self._pool.candidates(kind, served)
+            candidates = self._pool.candidates(kind, served, exclude=exclude)
         except UnknownModel as exc:
             raise ModelNotFound(model) from exc
         except NoHealthyWorker as exc:
             raise UpstreamUnavailable(
                 f"No healthy worker is serving `{model}` right now; try again shortly."
             ) from exc
-        backend = self._policies[kind].choose(candidates, RouteRequest(served), self._loads)
+        request = RouteRequest(served, session_key, prefix)
+        policy = self._policies.for_model(kind, served)
+        backend = policy.choose(candidates, request, self._policies.loads)
         headers = {
             "content-type": "application/json",
             "x-request-id": request_id,

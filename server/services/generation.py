@@ -7,19 +7,32 @@ at event boundaries.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from enum import Enum
+from typing import TypeVar
 
 import orjson
 
+from router.load import LoadTracker
+from router.pool import WorkerPool
 from router.types import WorkerKind
-from server.errors import UpstreamBadResponse, UpstreamError
+from server.errors import (
+    RagwayError,
+    UpstreamBadResponse,
+    UpstreamConnectionLost,
+    UpstreamError,
+    UpstreamStatus,
+)
+from server.observability.metrics import GatewayMetrics
 from server.protocol.common import parse_body
 from server.protocol.generation import ChatCompletionRequest, CompletionRequest
 from server.services.catalog import Catalog, Route
 from server.services.rag_chat import RagChat, RagOutcome
+from server.services.routing import prompt_prefix, session_key
+from server.settings import RagwaySettings
 from server.upstream.client import Reply, UpstreamClient
 from server.upstream.sse import DONE_EVENT, EventCutter, data_event
 
@@ -39,18 +52,22 @@ class Endpoint(Enum):
 
 @dataclass(frozen=True, slots=True)
 class Prepared:
-    """A parsed request with its route: everything needed to send it upstream."""
+    """A parsed request with its first route: everything needed to send it upstream, and to
+    send it again elsewhere if that worker fails before answering."""
 
     endpoint: Endpoint
-    model: str
+    model: str  # as the client asked
+    served_model: str  # what routing looks up (a RAG virtual model's base model)
     stream: bool
     route: Route
     body: bytes
+    request_id: str
+    session_key: str | None = None
+    prefix: tuple[int, ...] = ()
     rag: RagOutcome | None = None
 
-    @property
-    def url(self) -> str:
-        return self.route.backend.url + self.endpoint.path
+    def url(self, route: Route) -> str:
+        return route.backend.url + self.endpoint.path
 
     @property
     def headers(self) -> dict[str, str]:
@@ -58,60 +75,164 @@ class Prepared:
         return self.rag.headers if self.rag is not None else {}
 
 
+# A worker answering these is overloaded or behind a broken proxy: another may do better.
+_RETRYABLE_STATUSES = frozenset({502, 503, 504})
+T = TypeVar("T")
+
+
+def _retryable(exc: UpstreamError) -> bool:
+    if isinstance(exc, UpstreamStatus):
+        return exc.upstream_status in _RETRYABLE_STATUSES
+    return exc.retryable
+
+
+@dataclass
+class _Opened:
+    stack: AsyncExitStack
+    chunks: AsyncIterator[bytes]
+    cutter: EventCutter
+    first: bytes
+
+
 class GenerationService:
-    def __init__(self, catalog: Catalog, upstream: UpstreamClient, rag: RagChat | None = None):
+    def __init__(
+        self,
+        catalog: Catalog,
+        upstream: UpstreamClient,
+        *,
+        pool: WorkerPool,
+        loads: LoadTracker,
+        settings: RagwaySettings,
+        metrics: GatewayMetrics,
+        rag: RagChat | None = None,
+    ):
         self._catalog = catalog
         self._upstream = upstream
+        self._pool = pool
+        self._loads = loads
+        self._retries = settings.retries
+        self._routing = settings.routing
+        self._metrics = metrics
         self._rag = rag
 
-    async def prepare(self, endpoint: Endpoint, raw: bytes, request_id: str) -> Prepared:
+    async def prepare(
+        self, endpoint: Endpoint, raw: bytes, request_id: str, session_header: str | None = None
+    ) -> Prepared:
         data, request = parse_body(raw, endpoint.request_model)
         stream = bool(request.stream)
+        rag = None
         if endpoint is Endpoint.CHAT and self._rag is not None:
             rag = await self._rag.apply(data, request.model, request_id)
-            if rag is not None:
-                route = self._catalog.route(WorkerKind.CHAT, rag.model, request_id)
-                return Prepared(endpoint, request.model, stream, route, orjson.dumps(rag.body), rag)
-        route = self._catalog.route(WorkerKind.CHAT, request.model, request_id)
-        body = raw
-        if route.served_model != request.model:
+        target = rag.model if rag is not None else request.model
+        key = session_key(session_header, data)
+        routed = rag.body if rag is not None else data
+        prefix = prompt_prefix(routed, self._routing.prefix_block_chars)
+        route = self._catalog.route(
+            WorkerKind.CHAT, target, request_id, session_key=key, prefix=prefix
+        )
+        if rag is not None:
+            body = orjson.dumps(rag.body)
+        elif route.served_model != request.model:
             data["model"] = route.served_model
             body = orjson.dumps(data)
-        return Prepared(endpoint, request.model, stream, route, body)
+        else:
+            body = raw
+        return Prepared(
+            endpoint, request.model, target, stream, route, body, request_id, key, prefix, rag
+        )
 
     async def unary(self, prepared: Prepared) -> Reply:
         """The worker's whole answer; an error status comes back as-is, to relay unchanged."""
-        reply = await self._upstream.post(prepared.url, prepared.body, prepared.route.headers)
+
+        async def attempt(route: Route) -> Reply:
+            with self._loads.track(route.backend.id):
+                reply = await self._upstream.post(prepared.url(route), prepared.body, route.headers)
+            if reply.status in _RETRYABLE_STATUSES:
+                raise UpstreamStatus(reply.status, reply.content, reply.content_type)
+            return reply
+
+        try:
+            reply = await self._failover(prepared, attempt)
+        except UpstreamStatus as exc:
+            reply = Reply(exc.upstream_status, exc.content, exc.content_type)
         return prepared.rag.reply_with_sources(reply) if prepared.rag is not None else reply
 
     async def stream(self, prepared: Prepared) -> AsyncIterator[bytes]:
         """Open the upstream stream and wait for its first whole event.
 
-        Anything that fails before that raises, so the client gets a proper HTTP status. After
-        it, the returned iterator relays the rest; failures become an in-band error event.
+        Anything that fails before that raises (after failing over to other workers), so the
+        client gets a proper HTTP status. After it, the returned iterator relays the rest;
+        failures become an in-band error event, and nothing is retried.
         """
+        opened = await self._failover(prepared, lambda route: self._open(prepared, route))
+        first = opened.first
+        if prepared.rag is not None:
+            first = prepared.rag.first_events_with_sources(first)
+        return _relay(opened.stack, first, opened.chunks, opened.cutter)
+
+    async def _open(self, prepared: Prepared, route: Route) -> _Opened:
         stack = AsyncExitStack()
         try:
+            stack.enter_context(self._loads.track(route.backend.id))
+            url = prepared.url(route)
             response = await stack.enter_async_context(
-                self._upstream.stream(prepared.url, prepared.body, prepared.route.headers)
+                self._upstream.stream(url, prepared.body, route.headers)
             )
-            chunks = self._upstream.raw_iter(response, prepared.url)
+            chunks = self._upstream.raw_iter(response, url)
             cutter = EventCutter()
-            first = b""
             async for chunk in chunks:
                 first = cutter.feed(chunk)
                 if first:
-                    break
-            if not first:
-                raise UpstreamBadResponse(
-                    f"worker {prepared.route.backend.id} ended the stream before any event"
-                )
+                    return _Opened(stack, chunks, cutter, first)
+            raise UpstreamBadResponse(
+                f"worker {route.backend.id} ended the stream before any event"
+            )
         except BaseException:
             await stack.aclose()
             raise
-        if prepared.rag is not None:
-            first = prepared.rag.first_events_with_sources(first)
-        return _relay(stack, first, chunks, cutter)
+
+    async def _failover(self, prepared: Prepared, attempt: Callable[[Route], Awaitable[T]]) -> T:
+        """Run `attempt` on the chosen worker; on a failure before any byte reached the client,
+        eject that worker and try another, within max_attempts and the deadline. A dropped
+        connection is retried once on the same worker first: it is usually a stale keep-alive."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._retries.deadline
+        route, tried, retried_same = prepared.route, [prepared.route.backend.id], False
+        for number in range(1, self._retries.max_attempts + 1):
+            try:
+                result = await attempt(route)
+            except UpstreamError as exc:
+                worker = route.backend.id
+                same = isinstance(exc, UpstreamConnectionLost) and not retried_same
+                if not same and _retryable(exc):
+                    self._pool.eject(worker, exc.message)
+                last = number == self._retries.max_attempts or loop.time() >= deadline
+                if last or not (same or _retryable(exc)):
+                    raise
+                self._metrics.retries.labels(exc.error_type).inc()
+                if same:
+                    retried_same = True
+                    continue
+                await asyncio.sleep(self._retries.backoff * 2 ** (len(tried) - 1))
+                try:
+                    route = self._reroute(prepared, tried)
+                except RagwayError:
+                    raise exc from None
+                tried.append(route.backend.id)
+            else:
+                self._pool.succeeded(route.backend.id)
+                return result
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _reroute(self, prepared: Prepared, tried: list[str]) -> Route:
+        return self._catalog.route(
+            WorkerKind.CHAT,
+            prepared.served_model,
+            prepared.request_id,
+            session_key=prepared.session_key,
+            prefix=prepared.prefix,
+            exclude=tried,
+        )
 
 
 async def _relay(

@@ -46,6 +46,13 @@ class HealthMonitor:
     async def probe_all(self) -> None:
         await asyncio.gather(*(self.probe(state.backend) for state in self._pool.workers))
 
+    async def probe_ids(self, worker_ids: list[str]) -> None:
+        """Probe these workers now (new ones from discovery), not at the next interval."""
+        wanted = set(worker_ids)
+        await asyncio.gather(
+            *(self.probe(s.backend) for s in self._pool.workers if s.backend.id in wanted)
+        )
+
     async def probe(self, backend: Backend) -> None:
         limit = self._settings.timeout
         try:

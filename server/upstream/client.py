@@ -98,6 +98,16 @@ class UpstreamClient:
         except orjson.JSONDecodeError as exc:
             raise UpstreamBadResponse(f"worker {url} sent invalid JSON") from exc
 
+    async def get_text(self, url: str, *, time_limit: float) -> str:
+        """GET a text document (a worker's Prometheus /metrics)."""
+        with upstream_errors(url):
+            response = await self._client.get(url, timeout=time_limit)
+        if response.status_code != 200:
+            raise UpstreamStatus(
+                response.status_code, response.content, response.headers.get("content-type")
+            )
+        return response.text
+
     async def raw_iter(self, response: httpx.Response, url: str) -> AsyncIterator[bytes]:
         """The response body as it arrives, with transport errors translated."""
         with upstream_errors(url):

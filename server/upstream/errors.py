@@ -17,6 +17,7 @@ import httpx
 from server.errors import (
     RagwayError,
     UpstreamBadResponse,
+    UpstreamConnectionLost,
     UpstreamError,
     UpstreamTimeout,
     UpstreamUnavailable,
@@ -26,7 +27,7 @@ from server.errors import (
 _TABLE: tuple[tuple[type[BaseException], type[UpstreamError], str], ...] = (
     (aiohttp.ClientConnectorError, UpstreamUnavailable, "worker unreachable"),
     (aiohttp.ServerTimeoutError, UpstreamTimeout, "worker timed out"),
-    (aiohttp.ServerDisconnectedError, UpstreamBadResponse, "worker closed the connection"),
+    (aiohttp.ServerDisconnectedError, UpstreamConnectionLost, "worker closed the connection"),
     (aiohttp.ClientPayloadError, UpstreamBadResponse, "worker sent a broken body"),
     (aiohttp.ClientResponseError, UpstreamBadResponse, "worker sent a broken response"),
     (aiohttp.ClientOSError, UpstreamBadResponse, "connection to worker failed"),

@@ -6,6 +6,9 @@ and its behaviour (error statuses, broken streams) is set per test through `Fake
 
 from __future__ import annotations
 
+import hashlib
+import math
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +32,22 @@ def chunk_event(model: str, text: str, index: int = 0) -> bytes:
     return b"data: " + orjson.dumps(payload) + b"\n\n"
 
 
+def fake_vector(text: str, dims: int = 64) -> list[float]:
+    """A deterministic bag-of-words vector: texts sharing words are close, as with a real model."""
+    vector = [0.0] * dims
+    for word in re.findall(r"\w+", text.lower()):
+        vector[int(hashlib.sha256(word.encode()).hexdigest(), 16) % dims] += 1.0
+    norm = math.sqrt(sum(x * x for x in vector))
+    return [x / norm for x in vector] if norm else [1.0] + [0.0] * (dims - 1)
+
+
+def fake_token_count(body: dict[str, Any]) -> int:
+    """vLLM's /tokenize, roughly: a word is a token, a chat message costs 4 more."""
+    if "messages" in body:
+        return sum(len(str(m.get("content", "")).split()) + 4 for m in body["messages"]) + 1
+    return len(str(body["prompt"]).split())
+
+
 @dataclass
 class FakeWorker:
     models: list[str]
@@ -44,6 +63,9 @@ class FakeWorker:
     received: list[dict[str, Any]] = field(default_factory=list)
     raw_bodies: list[bytes] = field(default_factory=list)
     headers_seen: list[dict[str, str]] = field(default_factory=list)
+    # Like vLLM: POST /tokenize counts tokens and reports the context length.
+    max_model_len: int = 4096
+    tokenize_requests: list[dict[str, Any]] = field(default_factory=list)
 
     def app(self) -> Starlette:
         return Starlette(
@@ -53,6 +75,7 @@ class FakeWorker:
                 Route("/v1/chat/completions", self._generate, methods=["POST"]),
                 Route("/v1/completions", self._generate, methods=["POST"]),
                 Route("/v1/embeddings", self._embeddings, methods=["POST"]),
+                Route("/tokenize", self._tokenize, methods=["POST"]),
             ]
         )
 
@@ -99,27 +122,42 @@ class FakeWorker:
         body = await self._record(request)
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
         data = [
-            {"object": "embedding", "index": i, "embedding": [float(len(str(text))), 0.0]}
+            {"object": "embedding", "index": i, "embedding": fake_vector(str(text))}
             for i, text in enumerate(inputs)
         ]
         answer = {"object": "list", "data": data, "model": body["model"], "usage": {}}
         return Response(orjson.dumps(answer), media_type="application/json")
 
+    async def _tokenize(self, request: Request) -> Response:
+        body: dict[str, Any] = orjson.loads(await request.body())
+        self.tokenize_requests.append(body)
+        count = fake_token_count(body)
+        answer = {"count": count, "max_model_len": self.max_model_len, "tokens": [0] * count}
+        return Response(orjson.dumps(answer), media_type="application/json")
+
 
 class HostRouter(httpx.AsyncBaseTransport):
     """Sends each request to the in-process app registered for its host, or raises the
-    exception registered for it (to simulate transport failures)."""
+    exception registered for it (to simulate transport failures): always (`failures`), or for
+    the next few generation requests (`fail_next`)."""
 
     def __init__(self) -> None:
         self.apps: dict[str, httpx.AsyncBaseTransport] = {}
         self.failures: dict[str, Exception] = {}
+        self.fail_next: dict[str, list[Exception]] = {}
+        self.generation_hosts: list[str] = []
 
     def add(self, host: str, worker: FakeWorker) -> None:
         self.apps[host] = httpx.ASGITransport(app=worker.app())
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         host = request.url.host
-        failure = self.failures.get(host)
-        if failure is not None and request.url.path.startswith("/v1/") and request.method == "POST":
-            raise failure
+        if request.url.path.startswith("/v1/") and request.method == "POST":
+            self.generation_hosts.append(host)
+            queued = self.fail_next.get(host)
+            if queued:
+                raise queued.pop(0)
+            failure = self.failures.get(host)
+            if failure is not None:
+                raise failure
         return await self.apps[host].handle_async_request(request)

@@ -16,11 +16,11 @@ import yaml
 from pydantic import BaseModel
 
 from server.settings import RagwaySettings, WorkerSettings
-from tests.helm.chart import CHART_DIR, VALUE_FILES, containers, render_set
+from tests.helm.chart import CHART_DIR, RELEASE, VALUE_FILES, containers, render_set
 from workers.embedding.settings import EmbeddingWorkerSettings
 
 # Keys the chart sets itself rather than taking from `gateway.config`.
-CHART_OWNED = {"host", "port", "workers"}
+CHART_OWNED = {"host", "port", "workers", "discovery"}
 # WorkerSettings.api_key is a secret: a ConfigMap must not carry it, so extraWorkers cannot set it.
 WORKER_KEYS_NOT_IN_VALUES = {"api_key"}
 # Gateway env vars the chart sets ahead of the settings that will read them.
@@ -46,6 +46,17 @@ def test_rendered_settings_load(value_set: str, tmp_path: Path) -> None:
     assert len(settings.workers) == len(rendered["workers"])
     for worker in settings.workers:
         assert worker.api_key is None
+
+
+def test_kubernetes_discovery_mode_renders_the_watcher_settings(tmp_path: Path) -> None:
+    path = tmp_path / "ragway.yaml"
+    path.write_text(settings_text("keda-monitoring"))
+    settings = RagwaySettings.load(path)
+    assert settings.discovery.mode == "kubernetes"
+    selector = settings.discovery.kubernetes.label_selector
+    assert selector == {"app.kubernetes.io/instance": RELEASE}
+    # The vLLM workers are discovered, not listed; the embedding worker stays static.
+    assert [w.kind.value for w in settings.workers] == ["embedding"]
 
 
 @pytest.mark.parametrize("value_set", list(VALUE_FILES))

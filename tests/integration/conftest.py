@@ -30,10 +30,23 @@ def free_port() -> int:
         return port
 
 
+def free_port_pair() -> int:
+    """A free port whose successor is free too (for two consecutive vLLM workers)."""
+    for _ in range(50):
+        port = free_port()
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port + 1)) != 0:
+                return port
+    raise RuntimeError("no two consecutive free ports")
+
+
 def port_open(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.5)
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+CHAT_WORKERS = 2  # the failover test kills one of them
 
 
 @dataclass
@@ -51,18 +64,29 @@ class RunningStack:
         return f"http://127.0.0.1:{self.port}/v1"
 
     @property
+    def chat_ports(self) -> list[int]:
+        return [self.chat_port + i for i in range(CHAT_WORKERS)]
+
+    @property
     def chat_worker(self) -> str:
         return f"http://127.0.0.1:{self.chat_port}"
 
-    def worker_metric(self, name: str) -> float:
-        """A gauge from the vLLM worker's own /metrics (summed over its label sets)."""
-        text = httpx.get(self.chat_worker + "/metrics", timeout=5).text
-        return sum(
-            sample.value
-            for family in text_string_to_metric_families(text)
-            for sample in family.samples
-            if sample.name == name
-        )
+    def worker_metric(self, name: str, port: int | None = None) -> float:
+        """A metric from the vLLM workers' own /metrics, summed over label sets and over every
+        chat worker (or only the one on `port`). A worker that does not answer counts 0."""
+        total = 0.0
+        for p in [port] if port is not None else self.chat_ports:
+            try:
+                text = httpx.get(f"http://127.0.0.1:{p}/metrics", timeout=5).text
+            except httpx.TransportError:
+                continue
+            total += sum(
+                sample.value
+                for family in text_string_to_metric_families(text)
+                for sample in family.samples
+                if sample.name == name
+            )
+        return total
 
 
 def _pump(process: subprocess.Popen[str], sink: list[str], ready: threading.Event) -> None:
@@ -93,9 +117,13 @@ def _stack_processes(ports: tuple[int, ...]) -> list[str]:
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     ragway = Path(sys.executable).with_name("ragway")
-    ports = (free_port(), free_port(), free_port())
+    chat = free_port_pair()
+    gateway, embedding = free_port(), free_port()
+    while {gateway, embedding} & {chat, chat + 1} or gateway == embedding:
+        gateway, embedding = free_port(), free_port()
+    ports = (gateway, chat, embedding)
     run_dir = tmp_path_factory.mktemp("ragway-run")
-    argv = [str(ragway), "up", "--run-dir", str(run_dir)]
+    argv = [str(ragway), "up", "--run-dir", str(run_dir), "--chat-workers", str(CHAT_WORKERS)]
     for flag, port in zip(("--port", "--chat-port", "--embedding-port"), ports, strict=True):
         argv += [flag, str(port)]
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -114,10 +142,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     process.send_signal(signal.SIGTERM)
     code = process.wait(timeout=90)
     time.sleep(0.5)
-    leftovers = _stack_processes(ports[1:])
+    leftovers = _stack_processes((*running.chat_ports, running.embedding_port))
     assert code == 0, f"ragway up exited with {code}"
     assert not leftovers, f"orphans after SIGTERM: {leftovers}"
-    assert not any(port_open(p) for p in ports), "a port is still served after shutdown"
+    served = [p for p in (*ports, *running.chat_ports) if port_open(p)]
+    assert not served, f"ports still served after shutdown: {served}"
 
 
 @pytest.fixture(scope="session")

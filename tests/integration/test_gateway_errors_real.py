@@ -4,21 +4,16 @@ of the real vLLM worker, a port nobody listens on, and a raw-socket worker that 
 from __future__ import annotations
 
 import json
-import os
 import socketserver
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import openai
 import pytest
-import yaml
 
-from tests.integration.conftest import RunningStack, free_port, port_open
+from ragway.stack import serve_gateway
+from tests.integration.conftest import RunningStack, free_port
 
 pytestmark = pytest.mark.stack
 
@@ -63,9 +58,7 @@ def edge_gateway(stack: RunningStack, tmp_path_factory: pytest.TempPathFactory) 
     broken = socketserver.ThreadingTCPServer(("127.0.0.1", 0), BrokenWorker)
     broken.daemon_threads = True
     threading.Thread(target=broken.serve_forever, daemon=True).start()
-    port = free_port()
     config: dict[str, object] = {
-        "port": port,
         "workers": [
             {"name": "real", "url": stack.chat_worker, "kind": "chat"},
             {
@@ -79,21 +72,10 @@ def edge_gateway(stack: RunningStack, tmp_path_factory: pytest.TempPathFactory) 
         "timeouts": {"read": 1.0},
         "health": {"interval": 0.5, "timeout": 2.0},
     }
-    path: Path = tmp_path_factory.mktemp("edge") / "gateway.yaml"
-    path.write_text(yaml.safe_dump(config))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "server"], env={**os.environ, "RAGWAY_CONFIG_FILE": str(path)}
-    )
     try:
-        deadline = time.monotonic() + 60
-        while not port_open(port):
-            assert process.poll() is None, "gateway exited"
-            assert time.monotonic() < deadline, "gateway did not start in 60 s"
-            time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}/v1"
+        with serve_gateway(config, tmp_path_factory.mktemp("edge")) as base_url:
+            yield base_url
     finally:
-        process.terminate()
-        process.wait(timeout=30)
         broken.shutdown()
 
 

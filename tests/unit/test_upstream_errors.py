@@ -4,7 +4,12 @@ import aiohttp
 import httpx
 import pytest
 
-from server.errors import UpstreamBadResponse, UpstreamTimeout, UpstreamUnavailable
+from server.errors import (
+    UpstreamBadResponse,
+    UpstreamConnectionLost,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 from server.upstream.errors import translate, upstream_errors
 
 
@@ -25,7 +30,7 @@ def _wrapped(cause: BaseException, outer: Exception) -> Exception:
         # httpx-aiohttp calls a worker dropping a kept-alive connection a ConnectTimeout.
         (
             _wrapped(aiohttp.ServerDisconnectedError(), httpx.ConnectTimeout("x")),
-            UpstreamBadResponse,
+            UpstreamConnectionLost,
         ),
         (_wrapped(aiohttp.ClientPayloadError("cut"), httpx.ReadError("x")), UpstreamBadResponse),
         (_wrapped(aiohttp.SocketTimeoutError(), httpx.ReadTimeout("x")), UpstreamTimeout),

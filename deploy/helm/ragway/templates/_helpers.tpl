@@ -117,9 +117,12 @@ The vLLM workers with `vllm.defaults` merged under each, as a JSON list: read it
 {{/* The worker list of the gateway's settings file, as JSON. */}}
 {{- define "ragway.settings.workers" -}}
 {{- $out := list }}
+{{- /* In discovery mode `kubernetes` the gateway finds the vLLM workers itself. */}}
+{{- if ne .Values.discovery.mode "kubernetes" }}
 {{- range include "ragway.vllm.workers" . | fromJsonArray }}
 {{- $url := printf "http://%s:8000" (include "ragway.vllm.fullname" (dict "ctx" $ "worker" .)) }}
 {{- $out = append $out (dict "name" (printf "vllm-%s" .name) "url" $url "kind" "chat" "models" (list .servedModelName)) }}
+{{- end }}
 {{- end }}
 {{- if .Values.embedding.enabled }}
 {{- $url := printf "http://%s:8002" (include "ragway.embedding.fullname" .) }}

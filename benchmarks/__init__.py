@@ -1,0 +1,1 @@
+"""Load benchmarks: each module is runnable as `python -m benchmarks.<name>`."""

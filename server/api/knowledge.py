@@ -1,0 +1,109 @@
+"""The knowledge-base API: knowledge bases, their documents, and queries."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.responses import Response
+
+from server.api.edge import json_response, read_body
+from server.errors import InvalidRequest
+from server.services.knowledge import FileUpload, KnowledgeService
+from server.state import GatewayState
+
+router = APIRouter(prefix="/v1/knowledge_bases")
+
+
+def _service(request: Request) -> KnowledgeService:
+    gateway: GatewayState = request.state.ragway
+    return gateway.knowledge
+
+
+async def _body(request: Request) -> bytes:
+    gateway: GatewayState = request.state.ragway
+    return await read_body(request, gateway.settings.rag.max_upload_bytes)
+
+
+async def _upload(request: Request, raw: bytes) -> FileUpload:
+    """The `file` part of a multipart body, and its text fields (id, title, source, metadata)."""
+
+    async def stream() -> AsyncGenerator[bytes, None]:
+        yield raw
+
+    parser = MultiPartParser(request.headers, stream(), max_files=1, max_fields=16)
+    try:
+        form = await parser.parse()
+    except MultiPartException as exc:
+        raise InvalidRequest(f"Malformed multipart body: {exc.message}", param="file") from exc
+    try:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise InvalidRequest("A multipart upload needs a `file` part.", param="file")
+        fields = {k: v for k, v in form.multi_items() if isinstance(v, str)}
+        return FileUpload(upload.filename, upload.content_type, await upload.read(), fields)
+    finally:
+        await form.close()
+
+
+@router.post("")
+async def create_knowledge_base(request: Request) -> Response:
+    raw = await _body(request)
+    return json_response(await _service(request).create(raw, request.state.request_id))
+
+
+@router.get("")
+async def list_knowledge_bases(request: Request) -> Response:
+    return json_response(await _service(request).all())
+
+
+@router.get("/{name}")
+async def get_knowledge_base(request: Request, name: str) -> Response:
+    return json_response(await _service(request).get(name))
+
+
+@router.delete("/{name}")
+async def delete_knowledge_base(request: Request, name: str) -> Response:
+    return json_response(await _service(request).delete(name))
+
+
+@router.post("/{name}/documents")
+async def add_document(request: Request, name: str) -> Response:
+    """A JSON document (`{"id"?, "text", "title"?, "source"?, "metadata"?}`), or a file as
+    multipart/form-data (`file`, with optional `id`, `title`, `source`, `metadata` fields)."""
+    raw = await _body(request)
+    service, request_id = _service(request), request.state.request_id
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        result = await service.add_file(name, await _upload(request, raw), request_id)
+    else:
+        result = await service.add_text(name, raw, request_id)
+    return json_response(result)
+
+
+@router.get("/{name}/documents")
+async def list_documents(
+    request: Request,
+    name: str,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> Response:
+    return json_response(await _service(request).documents(name, limit, offset))
+
+
+@router.get("/{name}/documents/{document_id:path}")
+async def get_document(request: Request, name: str, document_id: str) -> Response:
+    return json_response(await _service(request).document(name, document_id))
+
+
+@router.delete("/{name}/documents/{document_id:path}")
+async def delete_document(request: Request, name: str, document_id: str) -> Response:
+    return json_response(await _service(request).delete_document(name, document_id))
+
+
+@router.post("/{name}/query")
+async def query_knowledge_base(request: Request, name: str) -> Response:
+    raw = await _body(request)
+    return json_response(await _service(request).query(name, raw, request.state.request_id))

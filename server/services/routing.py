@@ -1,0 +1,72 @@
+"""From settings and a request body to the router's plain inputs: which policy serves a model,
+and the request's routing hints (session key, prompt-prefix block hashes)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import orjson
+
+from router.load import LoadTracker
+from router.policies import LeastLoad, Policy, PrefixAware, RoundRobin, SessionAffinity
+from router.prefix import PrefixIndex, block_hashes
+from router.types import WorkerKind
+from server.settings import PolicyName, RoutingSettings
+
+
+class PolicyBook:
+    """One instance per policy (policies keep state: a rotation, a prefix index), chosen per
+    served model from settings."""
+
+    def __init__(
+        self,
+        settings: RoutingSettings,
+        loads: LoadTracker,
+        on_prefix_index_size: Callable[[int], None] | None = None,
+    ):
+        self._settings = settings
+        self.loads = loads
+        self.prefix_index = PrefixIndex(settings.prefix_max_entries, ttl=settings.prefix_ttl)
+        least = LeastLoad()
+        self._policies: Mapping[PolicyName, Policy] = {
+            PolicyName.ROUND_ROBIN: RoundRobin(),
+            PolicyName.LEAST_LOAD: least,
+            PolicyName.SESSION: SessionAffinity(settings.session_load_factor, fallback=least),
+            PolicyName.PREFIX_AWARE: PrefixAware(
+                self.prefix_index,
+                beta=settings.prefix_beta,
+                fallback=least,
+                on_record=on_prefix_index_size,
+            ),
+        }
+
+    def name_for(self, kind: WorkerKind, served_model: str) -> PolicyName:
+        default = (
+            self._settings.chat_policy
+            if kind is WorkerKind.CHAT
+            else self._settings.embedding_policy
+        )
+        return self._settings.policies.get(served_model, default)
+
+    def for_model(self, kind: WorkerKind, served_model: str) -> Policy:
+        return self._policies[self.name_for(kind, served_model)]
+
+
+def prompt_prefix(data: Mapping[str, Any], block_chars: int) -> tuple[int, ...]:
+    """Block hashes of what a worker's prefix cache would key on: the chat messages in order
+    (system prompt, injected context, earlier turns), or a completion's prompt text."""
+    messages = data.get("messages")
+    if isinstance(messages, list):
+        text = orjson.dumps(messages).decode()
+    else:
+        prompt = data.get("prompt")
+        text = prompt if isinstance(prompt, str) else orjson.dumps(prompt).decode()
+    return block_hashes(text, block_chars)
+
+
+def session_key(header_value: str | None, data: Mapping[str, Any]) -> str | None:
+    if header_value:
+        return header_value
+    user = data.get("user")
+    return user if isinstance(user, str) and user else None

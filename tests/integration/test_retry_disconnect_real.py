@@ -1,0 +1,90 @@
+"""A client that disconnects while the gateway waits to retry leaves nothing running on any
+worker: the retry never happens."""
+
+from __future__ import annotations
+
+import json
+import socketserver
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from ragway.stack import serve_gateway
+from tests.integration.conftest import RunningStack
+
+pytestmark = pytest.mark.stack
+
+BACKOFF = 1.5  # seconds the gateway waits before its second attempt
+
+
+class FlakyWorker(socketserver.StreamRequestHandler):
+    """Claims to serve the real model, answers every generation with 503."""
+
+    hits = 0
+
+    def handle(self) -> None:
+        path = self.rfile.readline().decode().split()[1]
+        length = 0
+        while (line := self.rfile.readline().strip()) != b"":
+            name, _, value = line.partition(b":")
+            if name.lower() == b"content-length":
+                length = int(value)
+        self.rfile.read(length)
+        if path == "/v1/models":
+            body = json.dumps({"data": [{"id": "smollm2-135m-instruct"}]}).encode()
+            status = b"200 OK"
+        elif path == "/health":
+            body, status = b"", b"200 OK"
+        else:
+            FlakyWorker.hits += 1
+            body, status = b'{"error": {"message": "overloaded"}}', b"503 Service Unavailable"
+        head = b"HTTP/1.1 %s\r\nContent-Type: application/json\r\nConnection: close\r\n" % status
+        self.wfile.write(head + b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+
+
+@pytest.fixture(scope="module")
+def retrying_gateway(
+    stack: RunningStack, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    flaky = socketserver.ThreadingTCPServer(("127.0.0.1", 0), FlakyWorker)
+    flaky.daemon_threads = True
+    threading.Thread(target=flaky.serve_forever, daemon=True).start()
+    config: dict[str, object] = {
+        # The flaky worker is always tried first: round robin over two candidates, and the
+        # reroute after its failure advances the rotation past the real worker.
+        "workers": [
+            {"name": "flaky", "url": f"http://127.0.0.1:{flaky.server_address[1]}"},
+            {"name": "real", "url": stack.chat_worker},
+        ],
+        "routing": {"chat_policy": "round_robin"},
+        "retries": {"max_attempts": 3, "backoff": BACKOFF},
+        "health": {"interval": 0.5, "eject_base": 0.001, "eject_max": 0.001},
+    }
+    try:
+        with serve_gateway(config, tmp_path_factory.mktemp("retry")) as base_url:
+            yield base_url
+    finally:
+        flaky.shutdown()
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_disconnect_during_retry_wait_starts_nothing(
+    stack: RunningStack, retrying_gateway: str, stream: bool
+) -> None:
+    body = {"model": "smollm2-135m-instruct", "max_tokens": 200, "stream": stream,
+            "messages": [{"role": "user", "content": "Tell me a long story."}]}  # fmt: skip
+    hits_before = FlakyWorker.hits
+    served_before = stack.worker_metric("vllm:request_success_total")
+    with pytest.raises(httpx.ReadTimeout):  # the client gives up inside the back-off
+        httpx.post(retrying_gateway + "/chat/completions", json=body, timeout=0.5)
+    gone_at = time.monotonic()
+    assert FlakyWorker.hits == hits_before + 1
+    # Watch past the end of the back-off: had the retry gone ahead, it would be running now.
+    while time.monotonic() - gone_at < BACKOFF + 1.0:
+        assert stack.worker_metric("vllm:num_requests_running") == 0
+        time.sleep(0.1)
+    assert stack.worker_metric("vllm:request_success_total") == served_before
+    print(f"\nstream={stream}: no request reached the real worker after the disconnect")
