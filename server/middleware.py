@@ -1,4 +1,5 @@
-"""Pure-ASGI middleware: request id, in-flight count, and the per-request metrics.
+"""Pure-ASGI middleware: request id, in-flight count, and the per-request record that becomes
+metrics and a JSON log line when the response ends.
 
 Pure ASGI (not BaseHTTPMiddleware) so that nothing on the streaming path is buffered; the
 duration runs to the last body byte, so streams are timed whole.
@@ -6,12 +7,12 @@ duration runs to the last body byte, so streams are timed whole.
 
 from __future__ import annotations
 
-import time
 import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server.observability.metrics import UNKNOWN, GatewayMetrics
+from server.observability.metrics import GatewayMetrics
+from server.observability.record import RequestRecord
 
 REQUEST_ID = "x-request-id"
 _REQUEST_ID_BYTES = REQUEST_ID.encode()
@@ -38,17 +39,14 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         request_id = _incoming_request_id(scope) or uuid.uuid4().hex
+        record = RequestRecord(request_id, scope["method"], scope["path"])
         # A fresh dict per request: the lifespan state arrives shared by some servers (uvicorn
         # copies it, asgi-lifespan does not), and request-scoped keys must not leak.
-        state = {**scope.get("state", {}), "request_id": request_id}
-        scope["state"] = state
-        status = 500
-        started = time.perf_counter()
+        scope["state"] = {**scope.get("state", {}), "request_id": request_id, "record": record}
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
             if message["type"] == "http.response.start":
-                status = message["status"]
+                record.status = message["status"]
                 message["headers"] = [
                     *message.get("headers", ()),
                     (_REQUEST_ID_BYTES, request_id.encode("latin-1")),
@@ -60,13 +58,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             self.metrics.in_flight.dec()
-            self._observe(scope, state, status, time.perf_counter() - started)
-
-    def _observe(self, scope: Scope, state: dict[str, object], status: int, took: float) -> None:
-        route = scope.get("route")
-        path = getattr(route, "path", None)
-        if not isinstance(path, str) or not path.startswith("/v1/"):
-            return  # health, readiness and metrics scrapes are not traffic
-        model = str(state.get("model_label", UNKNOWN))
-        self.metrics.requests.labels(path, model, str(status)).inc()
-        self.metrics.request_duration.labels(path, model).observe(took)
+            path = getattr(scope.get("route"), "path", None)
+            # Only API traffic is counted; health, readiness and metrics scrapes are not.
+            traffic = isinstance(path, str) and path.startswith("/v1/")
+            record.finish(path if traffic else None, self.metrics)

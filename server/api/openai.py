@@ -8,6 +8,7 @@ from starlette.responses import Response
 
 from server.api.edge import json_response, read_body, until_disconnect
 from server.services.generation import Endpoint
+from server.services.usage import usage_of
 from server.state import GatewayState
 
 router = APIRouter()
@@ -23,13 +24,17 @@ async def _generate(request: Request, endpoint: Endpoint) -> Response:
     raw = await read_body(request, gateway.settings.max_body_bytes)
     session = request.headers.get(gateway.settings.routing.session_header)
     prepared = await gateway.generation.prepare(endpoint, raw, request.state.request_id, session)
-    request.state.model_label = gateway.catalog.label(prepared.model)
+    request.state.record.model = gateway.catalog.label(prepared.model)
     if prepared.stream:
-        events = await until_disconnect(request, gateway.generation.stream(prepared))
+        events = await until_disconnect(
+            request, gateway.generation.stream(prepared, request.state.record)
+        )
         return EventSourceResponse(
             events, ping=gateway.settings.stream.ping_interval, headers=prepared.headers
         )
-    reply = await until_disconnect(request, gateway.generation.unary(prepared))
+    reply = await until_disconnect(
+        request, gateway.generation.unary(prepared, request.state.record)
+    )
     gateway.count_upstream_status(reply.status)
     return Response(
         reply.content, reply.status, media_type=reply.content_type, headers=prepared.headers
@@ -53,12 +58,14 @@ async def embeddings(request: Request) -> Response:
     model, reply = await until_disconnect(
         request, gateway.embeddings.embed(raw, request.state.request_id)
     )
-    request.state.model_label = gateway.catalog.label(model)
+    request.state.record.model = gateway.catalog.label(model)
+    if reply.status == 200:
+        request.state.record.usage(usage_of(reply.content))
     gateway.count_upstream_status(reply.status)
     return Response(reply.content, reply.status, media_type=reply.content_type)
 
 
 @router.get("/v1/models")
 async def list_models(request: Request) -> Response:
-    request.state.model_label = "all"
+    request.state.record.model = "all"
     return json_response(_state(request).catalog.list_models())

@@ -13,6 +13,11 @@ LATENCY_BUCKETS = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0,
 )  # fmt: skip
 
+# Gaps between streamed chunks: from 1 ms (a fast GPU) to 5 s (a stalled worker).
+GAP_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0,
+)  # fmt: skip
+
 UNKNOWN = "unknown"
 
 
@@ -30,6 +35,32 @@ class GatewayMetrics:
             "Time from request to the last byte of the response.",
             ("route", "model"),
             buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.ttft = Histogram(
+            "ragway_time_to_first_token_seconds",
+            "Time from request to the first streamed chunk sent to the client.",
+            ("model",),
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.inter_token_latency = Histogram(
+            "ragway_inter_token_latency_seconds",
+            "Gap between two streamed chunks sent to the client.",
+            ("model",),
+            buckets=GAP_BUCKETS,
+            registry=registry,
+        )
+        self.prompt_tokens = Counter(
+            "ragway_prompt_tokens_total",
+            "Prompt tokens, from the workers' usage reports.",
+            ("model",),
+            registry=registry,
+        )
+        self.completion_tokens = Counter(
+            "ragway_completion_tokens_total",
+            "Completion tokens, from the workers' usage reports.",
+            ("model",),
             registry=registry,
         )
         self.in_flight = Gauge(

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from enum import Enum
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import orjson
 
@@ -27,11 +27,13 @@ from server.errors import (
     UpstreamStatus,
 )
 from server.observability.metrics import GatewayMetrics
+from server.observability.record import RequestRecord
 from server.protocol.common import parse_body
 from server.protocol.generation import ChatCompletionRequest, CompletionRequest
 from server.services.catalog import Catalog, Route
 from server.services.rag_chat import RagChat, RagOutcome
 from server.services.routing import prompt_prefix, session_key
+from server.services.usage import StreamTap, usage_of
 from server.settings import RagwaySettings
 from server.upstream.client import Reply, UpstreamClient
 from server.upstream.sse import DONE_EVENT, EventCutter, data_event
@@ -65,6 +67,8 @@ class Prepared:
     session_key: str | None = None
     prefix: tuple[int, ...] = ()
     rag: RagOutcome | None = None
+    # ragway added include_usage to a stream; the usage chunk is removed from the client's copy.
+    strip_usage: bool = False
 
     def url(self, route: Route) -> str:
         return route.backend.url + self.endpoint.path
@@ -130,21 +134,25 @@ class GenerationService:
         route = self._catalog.route(
             WorkerKind.CHAT, target, request_id, session_key=key, prefix=prefix
         )
-        if rag is not None:
-            body = orjson.dumps(rag.body)
-        elif route.served_model != request.model:
-            data["model"] = route.served_model
-            body = orjson.dumps(data)
-        else:
-            body = raw
+        forwarded = rag.body if rag is not None else data
+        strip_usage = stream and not _asks_for_usage(forwarded)
+        if strip_usage:
+            forwarded["stream_options"] = {**(forwarded.get("stream_options") or {}),
+                                           "include_usage": True}  # fmt: skip
+        if rag is None and route.served_model != request.model:
+            forwarded["model"] = route.served_model
+        changed = rag is not None or strip_usage or route.served_model != request.model
+        body = orjson.dumps(forwarded) if changed else raw
         return Prepared(
-            endpoint, request.model, target, stream, route, body, request_id, key, prefix, rag
-        )
+            endpoint, request.model, target, stream, route, body, request_id, key, prefix, rag,
+            strip_usage,
+        )  # fmt: skip
 
-    async def unary(self, prepared: Prepared) -> Reply:
+    async def unary(self, prepared: Prepared, record: RequestRecord) -> Reply:
         """The worker's whole answer; an error status comes back as-is, to relay unchanged."""
 
         async def attempt(route: Route) -> Reply:
+            record.worker = route.backend.id
             with self._loads.track(route.backend.id):
                 reply = await self._upstream.post(prepared.url(route), prepared.body, route.headers)
             if reply.status in _RETRYABLE_STATUSES:
@@ -155,20 +163,28 @@ class GenerationService:
             reply = await self._failover(prepared, attempt)
         except UpstreamStatus as exc:
             reply = Reply(exc.upstream_status, exc.content, exc.content_type)
+        if reply.status == 200:
+            record.usage(usage_of(reply.content))
         return prepared.rag.reply_with_sources(reply) if prepared.rag is not None else reply
 
-    async def stream(self, prepared: Prepared) -> AsyncIterator[bytes]:
+    async def stream(self, prepared: Prepared, record: RequestRecord) -> AsyncIterator[bytes]:
         """Open the upstream stream and wait for its first whole event.
 
         Anything that fails before that raises (after failing over to other workers), so the
         client gets a proper HTTP status. After it, the returned iterator relays the rest;
         failures become an in-band error event, and nothing is retried.
         """
-        opened = await self._failover(prepared, lambda route: self._open(prepared, route))
-        first = opened.first
+
+        def attempt(route: Route) -> Awaitable[_Opened]:
+            record.worker = route.backend.id
+            return self._open(prepared, route)
+
+        opened = await self._failover(prepared, attempt)
+        tap = StreamTap(record, prepared.strip_usage)
+        first = tap(opened.first)
         if prepared.rag is not None:
             first = prepared.rag.first_events_with_sources(first)
-        return _relay(opened.stack, first, opened.chunks, opened.cutter)
+        return _relay(opened.stack, first, opened.chunks, opened.cutter, tap)
 
     async def _open(self, prepared: Prepared, route: Route) -> _Opened:
         stack = AsyncExitStack()
@@ -235,16 +251,28 @@ class GenerationService:
         )
 
 
+def _asks_for_usage(body: dict[str, Any]) -> bool:
+    options = body.get("stream_options")
+    return isinstance(options, dict) and options.get("include_usage") is True
+
+
 async def _relay(
-    stack: AsyncExitStack, first: bytes, chunks: AsyncIterator[bytes], cutter: EventCutter
+    stack: AsyncExitStack,
+    first: bytes,
+    chunks: AsyncIterator[bytes],
+    cutter: EventCutter,
+    tap: StreamTap,
 ) -> AsyncIterator[bytes]:
     async with stack:  # closing it closes the upstream connection: the worker stops generating
-        yield first
+        if first:
+            yield first
         try:
             async for chunk in chunks:
                 events = cutter.feed(chunk)
                 if events:
-                    yield events
+                    events = tap(events)
+                    if events:
+                        yield events
         except UpstreamError as exc:
             yield data_event(exc.body())
             yield DONE_EVENT

@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from tests.api.conftest import Harness
-from tests.fakes.worker import chunk_event
+from tests.fakes.worker import chunk_event, usage_event
 
 # Fields ragway does not model must reach the worker untouched (DEVELOPERS: "every field").
 RICH_CHAT = {
@@ -61,7 +61,8 @@ async def test_stream_bytes_are_relayed_unchanged(harness: Harness, route: str) 
     response = await harness.client.post(route, json=body)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/event-stream")
-    assert response.content == b"".join(events) + b"data: [DONE]\n\n"
+    usage = usage_event("tiny-chat")
+    assert response.content == b"".join(events) + usage + b"data: [DONE]\n\n"
     assert harness.chat.received[0]["stream_options"] == {"include_usage": True}
 
 

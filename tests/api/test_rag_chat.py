@@ -231,3 +231,10 @@ async def test_unreachable_chroma_uses_the_default_fail_mode(
         assert_openai_error(response, 503, "retrieval_unavailable")
         listed = await rag.client.get("/v1/knowledge_bases")
         assert_openai_error(listed, 503, "vector_store_unavailable")
+
+
+async def test_worker_errors_are_relayed_unchanged_with_rag(rag: Harness) -> None:
+    rag.chat.status = 400
+    response = await rag.client.post(CHAT, json={"model": "support-bot", "messages": QUESTION})
+    assert response.status_code == 400
+    assert response.content == rag.chat.error_body  # no `sources` added to an error

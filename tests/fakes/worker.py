@@ -48,6 +48,18 @@ def fake_token_count(body: dict[str, Any]) -> int:
     return len(str(body["prompt"]).split())
 
 
+def usage_event(model: str) -> bytes:
+    payload = {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": model,
+        "choices": [],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
+    }
+    return b"data: " + orjson.dumps(payload) + b"\n\n"
+
+
 @dataclass
 class FakeWorker:
     models: list[str]
@@ -102,6 +114,9 @@ class FakeWorker:
             return Response(self.error_body, self.status, media_type="application/json")
         if body.get("stream"):
             events = self.stream_events or [chunk_event(body["model"], w) for w in ("Hel", "lo")]
+            # Usage comes last before [DONE]; a stream scripted to break never gets there.
+            if self.stream_tail and (body.get("stream_options") or {}).get("include_usage"):
+                events = [*events, usage_event(body["model"])]
             return StreamingResponse(self._stream(events), media_type="text/event-stream")
         answer = {
             "id": "chatcmpl-fake",

@@ -26,7 +26,7 @@ class FlakyWorker(socketserver.StreamRequestHandler):
     hits = 0
 
     def handle(self) -> None:
-        path = self.rfile.readline().decode().split()[1]
+        method, path = self.rfile.readline().decode().split()[:2]
         length = 0
         while (line := self.rfile.readline().strip()) != b"":
             name, _, value = line.partition(b":")
@@ -38,9 +38,11 @@ class FlakyWorker(socketserver.StreamRequestHandler):
             status = b"200 OK"
         elif path == "/health":
             body, status = b"", b"200 OK"
-        else:
+        elif method == "POST":  # a generation; the gateway also scrapes /metrics
             FlakyWorker.hits += 1
             body, status = b'{"error": {"message": "overloaded"}}', b"503 Service Unavailable"
+        else:
+            body, status = b"", b"404 Not Found"
         head = b"HTTP/1.1 %s\r\nContent-Type: application/json\r\nConnection: close\r\n" % status
         self.wfile.write(head + b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
 
