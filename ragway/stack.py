@@ -104,7 +104,7 @@ class Stack:
                 raise StackError(f"not ready after {timeout:.0f} s: {', '.join(waiting)}")
             if time.monotonic() > next_note:
                 waiting = [c.spec.name for c in self._children if not c.ready]
-                self.say(f"waiting for {', '.join(waiting)} (first vLLM start compiles: ~2 min)")
+                self.say(f"waiting for {', '.join(waiting)} (vLLM CPU workers take a few minutes)")
                 next_note = time.monotonic() + 15
             time.sleep(poll)
 

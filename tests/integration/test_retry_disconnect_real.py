@@ -8,6 +8,7 @@ import socketserver
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -47,16 +48,14 @@ class FlakyWorker(socketserver.StreamRequestHandler):
         self.wfile.write(head + b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
 
 
-@pytest.fixture(scope="module")
-def retrying_gateway(
-    stack: RunningStack, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
+@pytest.fixture
+def retrying_gateway(stack: RunningStack, tmp_path: Path) -> Iterator[str]:
     flaky = socketserver.ThreadingTCPServer(("127.0.0.1", 0), FlakyWorker)
     flaky.daemon_threads = True
     threading.Thread(target=flaky.serve_forever, daemon=True).start()
     config: dict[str, object] = {
-        # The flaky worker is always tried first: round robin over two candidates, and the
-        # reroute after its failure advances the rotation past the real worker.
+        # A fresh gateway per test, so its round robin starts at the flaky worker, which is
+        # therefore tried first (a cancelled request leaves the rotation one step further on).
         "workers": [
             {"name": "flaky", "url": f"http://127.0.0.1:{flaky.server_address[1]}"},
             {"name": "real", "url": stack.chat_worker},
@@ -66,7 +65,7 @@ def retrying_gateway(
         "health": {"interval": 0.5, "eject_base": 0.001, "eject_max": 0.001},
     }
     try:
-        with serve_gateway(config, tmp_path_factory.mktemp("retry")) as base_url:
+        with serve_gateway(config, tmp_path) as base_url:
             yield base_url
     finally:
         flaky.shutdown()
