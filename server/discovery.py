@@ -14,7 +14,6 @@ was down lingers.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -24,6 +23,7 @@ from lightkube.resources.discovery_v1 import EndpointSlice
 
 from router.pool import WorkerPool
 from router.types import Backend, WorkerKind
+from server.background import BackgroundTask
 from server.settings import KubernetesSettings
 
 log = logging.getLogger("ragway.discovery")
@@ -80,7 +80,7 @@ class KubernetesDiscovery:
         self._client = client
         self._on_added = on_added
         self._slices: dict[str, dict[str, Any]] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._background = BackgroundTask("ragway-discovery")
 
     def _labels(self) -> dict[str, Any]:
         # `None` as a value means "the label exists" in lightkube's selector syntax.
@@ -129,12 +129,8 @@ class KubernetesDiscovery:
             await asyncio.sleep(self._settings.retry_interval)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="ragway-discovery")
+        self._background.start(self._run)
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._background.aclose()
         await self._client.close()

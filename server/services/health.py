@@ -7,13 +7,13 @@ model list is what routing needs. Results land in the router's pool; flips are l
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from router.pool import WorkerPool
 from router.types import Backend
+from server.background import BackgroundTask
 from server.errors import RagwayError
 from server.observability.metrics import GatewayMetrics
 from server.settings import HealthSettings
@@ -41,7 +41,7 @@ class HealthMonitor:
         self._upstream = upstream
         self._settings = settings
         self._metrics = metrics
-        self._task: asyncio.Task[None] | None = None
+        self._background = BackgroundTask("ragway-health")
 
     async def probe_all(self) -> None:
         await asyncio.gather(*(self.probe(state.backend) for state in self._pool.workers))
@@ -75,11 +75,7 @@ class HealthMonitor:
             await self.probe_all()
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="ragway-health")
+        self._background.start(self._run)
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._background.aclose()

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from router.load import EngineStats, LoadTracker
 from router.pool import WorkerPool
 from router.types import Backend, WorkerKind
+from server.background import BackgroundTask
 from server.errors import RagwayError
 from server.observability.metrics import GatewayMetrics
 from server.upstream.client import UpstreamClient
@@ -60,7 +61,7 @@ class LoadScraper:
         self._interval = interval
         self._timeout = timeout
         self._clock = clock
-        self._task: asyncio.Task[None] | None = None
+        self._background = BackgroundTask("ragway-load-scrape")
 
     async def scrape_all(self) -> None:
         for state in self._pool.workers:
@@ -91,11 +92,7 @@ class LoadScraper:
             await asyncio.sleep(self._interval)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="ragway-load-scrape")
+        self._background.start(self._run)
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._background.aclose()

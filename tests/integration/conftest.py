@@ -99,9 +99,8 @@ def _pump(process: subprocess.Popen[str], sink: list[str], ready: threading.Even
     ready.set()
 
 
-def _stack_processes(ports: tuple[int, ...]) -> list[str]:
-    """Command lines of live processes that belong to this stack (by its unique ports)."""
-    found = []
+def processes() -> Iterator[tuple[int, str]]:
+    """(pid, command line) of every live process."""
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
@@ -109,9 +108,12 @@ def _stack_processes(ports: tuple[int, ...]) -> list[str]:
             cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        if any(f"--port {p}" in cmdline for p in ports):
-            found.append(cmdline)
-    return found
+        yield int(proc.name), cmdline
+
+
+def _stack_processes(ports: tuple[int, ...]) -> list[str]:
+    """Command lines of live processes that belong to this stack (by its unique ports)."""
+    return [cmd for _, cmd in processes() if any(f"--port {p}" in cmd for p in ports)]
 
 
 @pytest.fixture(scope="session")

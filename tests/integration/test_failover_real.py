@@ -7,12 +7,11 @@ import os
 import signal
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.integration.conftest import RunningStack
+from tests.integration.conftest import RunningStack, processes
 
 pytestmark = pytest.mark.stack
 
@@ -24,15 +23,9 @@ PROBE_INTERVAL = 2.0  # what `ragway up` configures its gateway with
 
 def _worker_pid(port: int) -> int:
     """The vLLM API server listening on `port` (it leads its own process group)."""
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
+    for pid, cmdline in processes():
         if "vllm.entrypoints.openai.api_server" in cmdline and f"--port {port} " in cmdline:
-            return int(proc.name)
+            return pid
     raise LookupError(f"no vLLM worker on port {port}")
 
 
