@@ -24,7 +24,6 @@ import asyncio
 import json
 import os
 import platform
-import socket
 import statistics
 import sys
 import time
@@ -38,6 +37,7 @@ import httpx
 import numpy as np
 
 from benchmarks.common import percentile
+from benchmarks.procs import free_port
 from benchmarks.rag_report import markdown, write_section
 from ragway.launch import ProcessSpec, embedding_spec
 from ragway.stack import Stack, serve_gateway
@@ -116,7 +116,7 @@ async def retrieval(data_dir: Path, sizes: list[int], queries: int) -> list[dict
 def workers(run_dir: Path, embedding_url: str | None, threads: int) -> Iterator[tuple[str, str]]:
     """The fake chat worker, and a MiniLM embedding worker unless one is given; their URLs."""
     stack = Stack(run_dir / "logs", sys.stderr)
-    ports = [_free_port(), _free_port()]
+    ports = [free_port(), free_port()]
     chat = ProcessSpec(
         "fake-chat",
         [sys.executable, "-m", "benchmarks.fake_chat", "--port", str(ports[0])],
@@ -138,15 +138,28 @@ def workers(run_dir: Path, embedding_url: str | None, threads: int) -> Iterator[
         stack.stop()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-async def ingest(base: str, documents: int) -> dict[str, Any]:
+def documents_for(count: int) -> list[str]:
     paragraph = " ".join(WORDS * 12)
-    texts = [f"Document {i}.\n\n" + "\n\n".join([paragraph] * 5) for i in range(documents)]
+    return [f"Document {i}.\n\n" + "\n\n".join([paragraph] * 5) for i in range(count)]
+
+
+async def worker_alone(embedding: str, texts: list[str]) -> float:
+    """Seconds the embedding worker takes for `texts`, batched and in flight like ingestion."""
+    gate = asyncio.Semaphore(4)
+    async with httpx.AsyncClient(base_url=embedding, timeout=600) as client:
+
+        async def one(batch: list[str]) -> None:
+            async with gate:
+                body = {"model": EMBEDDING_MODEL, "input": batch}
+                (await client.post("/v1/embeddings", json=body)).raise_for_status()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one(texts[at : at + 64]) for at in range(0, len(texts), 64)))
+        return time.perf_counter() - started
+
+
+async def ingest(base: str, embedding: str, documents: int) -> dict[str, Any]:
+    texts = documents_for(documents)
     gate = asyncio.Semaphore(4)
     async with httpx.AsyncClient(base_url=base, timeout=600) as client:
         await client.delete("/knowledge_bases/bench-ingest")
@@ -162,11 +175,16 @@ async def ingest(base: str, documents: int) -> dict[str, Any]:
         started = time.perf_counter()
         chunks = sum(await asyncio.gather(*(one(i) for i in range(documents))))
         took = time.perf_counter() - started
+        stored = await client.get("/knowledge_bases/bench-ingest/documents/d0")
+    # The same chunks, straight to the worker: what the model alone allows.
+    pieces = [part["text"] for part in stored.json()["data"]] * documents
+    alone = await worker_alone(embedding, pieces)
     row = {
         "documents": documents,
         "chunks": chunks,
         "seconds": round(took, 2),
         "chunks_per_s": round(chunks / took, 1),
+        "worker_alone_chunks_per_s": round(len(pieces) / alone, 1),
     }
     print(f"ingest {row}", file=sys.stderr)
     return row
@@ -265,7 +283,7 @@ def main(argv: list[str] | None = None) -> None:
         settings = gateway_settings(chat, embedding, args.data_dir, f"bench-{max(args.sizes)}")
         base = stack.enter_context(serve_gateway(settings, args.out / "raw", name="rag-bench"))
         results["ttft"] = added_ttft(base, embedding, args.chats)
-        results["ingest"] = asyncio.run(ingest(base, args.documents))
+        results["ingest"] = asyncio.run(ingest(base, embedding, args.documents))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "rag.json").write_text(
         json.dumps({**results, "parameters": vars(args)}, indent=1, default=str)

@@ -16,9 +16,24 @@ class Health:
     # Passive ejection: out of rotation until this monotonic time, however probes go.
     ejected_until: float = 0.0
     ejections: int = 0  # consecutive ones; reset by a request that succeeds
+    failed_probes: int = 0  # consecutive ones; reset by a probe that succeeds
 
-    def set(self, up: bool, reason: str, clock: Callable[[], float] = time.time) -> bool:
-        """Record a probe result; returns True when the state flipped."""
+    def set(
+        self,
+        up: bool,
+        reason: str,
+        *,
+        definite: bool = True,
+        threshold: int = 1,
+        clock: Callable[[], float] = time.time,
+    ) -> bool:
+        """Record a probe result; returns True when the state flipped. A failure that may pass
+        (a timeout: the worker may only be busy) takes an up worker down only at the
+        `threshold`-th in a row; a definite one (refused, an error status) at once."""
+        self.failed_probes = 0 if up else self.failed_probes + 1
+        if self.up and not up and not definite and self.failed_probes < threshold:
+            self.reason = f"probe failed ({self.failed_probes} of {threshold} in a row): {reason}"
+            return False
         flipped = up != self.up
         if flipped:
             self.since = clock()

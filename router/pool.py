@@ -40,11 +40,13 @@ class WorkerPool:
         *,
         eject_base: float = 1.0,
         eject_max: float = 30.0,
+        unhealthy_threshold: int = 1,
         clock: Callable[[], float] = time.monotonic,
     ):
         self._workers = {backend.id: WorkerState(backend) for backend in backends}
         self._eject_base = eject_base
         self._eject_max = eject_max
+        self._unhealthy_threshold = unhealthy_threshold
         self._clock = clock
 
     @property
@@ -67,15 +69,22 @@ class WorkerPool:
         return added, removed
 
     def record_probe(
-        self, worker_id: str, *, up: bool, reason: str, cards: Sequence[ModelCard] | None = None
+        self,
+        worker_id: str,
+        *,
+        up: bool,
+        reason: str,
+        cards: Sequence[ModelCard] | None = None,
+        definite: bool = True,
     ) -> bool:
-        """Store one probe's result; returns True when the worker's up/down state flipped."""
+        """Store one probe's result; returns True when the worker's up/down state flipped.
+        A failure that is not `definite` (a timeout) counts toward the unhealthy threshold."""
         state = self._workers.get(worker_id)
         if state is None:  # removed while the probe was in flight
             return False
         if cards is not None:
             state.cards = tuple(cards)
-        return state.health.set(up, reason)
+        return state.health.set(up, reason, definite=definite, threshold=self._unhealthy_threshold)
 
     def eject(self, worker_id: str, reason: str, now: float | None = None) -> float:
         """Passive ejection after a failed request; returns for how many seconds."""

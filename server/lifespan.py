@@ -64,6 +64,7 @@ def build_lifespan(
                 backends_from(settings),
                 eject_base=settings.health.eject_base,
                 eject_max=settings.health.eject_max,
+                unhealthy_threshold=settings.health.unhealthy_threshold,
             )
             loads = LoadTracker(stale_after=settings.health.metrics_stale_after)
             policies = PolicyBook(settings.routing, loads, metrics.prefix_index_entries.set)

@@ -82,6 +82,9 @@ class HealthSettings(_Section):
     # Active probes of every worker's /health and /v1/models.
     interval: PositiveSeconds = 5.0
     timeout: PositiveSeconds = 2.0
+    # Probe timeouts in a row before an up worker is marked down: a busy worker may answer
+    # late. A refused connection or an error status marks it down at once.
+    unhealthy_threshold: Annotated[int, Field(ge=1)] = 3
     # Passive ejection after a failed request: out for eject_base * 2^(n-1) s, at most eject_max.
     eject_base: PositiveSeconds = 1.0
     eject_max: PositiveSeconds = 30.0

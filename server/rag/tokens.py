@@ -6,15 +6,14 @@ any deployment: the Helm chart's gateway pod has no model files to load a tokeni
 loading transformers would add seconds and hundreds of MB to the gateway. The cost is a few
 small requests per RAG chat, sent concurrently (measured in benchmarks/README.md).
 
-The prompt is counted once, as the worker will render it; each passage is counted on its own,
-so that `augment` can drop passages without asking again.
+The prompt is counted once, as the worker will render it (while retrieval runs); each passage is
+counted on its own, so that `augment` can drop passages without asking again.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
@@ -27,20 +26,14 @@ from server.upstream.client import UpstreamClient
 _TEMPLATE_FIELDS = ("tools", "chat_template", "chat_template_kwargs")
 
 
-@dataclass(frozen=True, slots=True)
-class PromptTokens:
-    prompt: int  # the request's messages, rendered by the chat template
-    window: int  # the model's context length
-    counts: Mapping[str, int]  # tokens of each text asked about
-
-    def count(self, text: str) -> int:
-        return self.counts[text]
-
-
 class TokenCounter(Protocol):
-    async def measure(
-        self, route: Route, request: Mapping[str, Any], texts: Sequence[str]
-    ) -> PromptTokens: ...
+    async def prompt(self, route: Route, request: Mapping[str, Any]) -> tuple[int, int]:
+        """Tokens of the request's prompt as the worker renders it, and the model's window."""
+        ...
+
+    async def count(self, route: Route, texts: Sequence[str]) -> dict[str, int]:
+        """Tokens of each text on its own."""
+        ...
 
 
 def _parsed(content: bytes) -> tuple[int, int]:
@@ -61,26 +54,24 @@ class WorkerTokenCounter:
         reply.raise_for_status()
         return _parsed(reply.content)
 
-    async def measure(
-        self, route: Route, request: Mapping[str, Any], texts: Sequence[str]
-    ) -> PromptTokens:
+    async def prompt(self, route: Route, request: Mapping[str, Any]) -> tuple[int, int]:
         chat: dict[str, Any] = {
             "model": route.served_model,
             "messages": request["messages"],
             "add_generation_prompt": True,
         }
         chat.update({k: request[k] for k in _TEMPLATE_FIELDS if request.get(k) is not None})
+        return await self._tokenize(route, chat)
+
+    async def count(self, route: Route, texts: Sequence[str]) -> dict[str, int]:
         unique = list(dict.fromkeys(texts))
         results = await asyncio.gather(
-            self._tokenize(route, chat),
             *(
                 self._tokenize(
                     route,
                     {"model": route.served_model, "prompt": text, "add_special_tokens": False},
                 )
                 for text in unique
-            ),
+            )
         )
-        (prompt, window), singles = results[0], results[1:]
-        counts = {text: n for text, (n, _) in zip(unique, singles, strict=True)}
-        return PromptTokens(prompt, window, counts)
+        return {text: n for text, (n, _) in zip(unique, results, strict=True)}

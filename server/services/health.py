@@ -14,7 +14,7 @@ from typing import Any
 from router.pool import WorkerPool
 from router.types import Backend
 from server.background import BackgroundTask
-from server.errors import RagwayError
+from server.errors import RagwayError, UpstreamTimeout
 from server.observability.metrics import GatewayMetrics
 from server.settings import HealthSettings
 from server.upstream.client import UpstreamClient
@@ -62,9 +62,12 @@ class HealthMonitor:
             )
         except (RagwayError, ValueError) as exc:
             up, reason, found = False, str(exc), None
+            definite = not isinstance(exc, UpstreamTimeout)
         else:
-            up, reason, found = True, "ok", cards
-        flipped = self._pool.record_probe(backend.id, up=up, reason=reason, cards=found)
+            up, reason, found, definite = True, "ok", cards, True
+        flipped = self._pool.record_probe(
+            backend.id, up=up, reason=reason, cards=found, definite=definite
+        )
         self._metrics.worker_up.labels(backend.id, backend.kind.value).set(1 if up else 0)
         if flipped:
             log.info("worker %s is %s: %s", backend.id, "up" if up else "down", reason)

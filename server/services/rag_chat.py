@@ -32,7 +32,7 @@ from server.errors import (
 from server.observability.metrics import GatewayMetrics
 from server.protocol.knowledge import RagOptions, validated
 from server.rag.augment import augment, context_budget, retrieval_query, texts_to_count
-from server.rag.records import KnowledgeBase, RetrievedChunk
+from server.rag.records import RetrievedChunk
 from server.rag.retriever import Retriever
 from server.rag.store import ChromaStore
 from server.rag.tokens import TokenCounter
@@ -180,22 +180,35 @@ class RagChat:
     async def _retrieve(
         self, plan: RagPlan, route: Route, body: dict[str, Any], query: str, request_id: str
     ) -> tuple[list[RetrievedChunk], int, Callable[[str], int]]:
-        kb: KnowledgeBase = await self._store.get(plan.knowledge_base)
-        chunks = await self._retriever.retrieve(
-            kb,
-            query,
-            top_k=plan.top_k,
-            where=plan.where,
-            min_score=plan.min_score,
-            request_id=request_id,
-        )
+        """The chunks, the context's token budget, and a counter for `augment`. The prompt is
+        counted on the worker while the query is embedded and searched."""
+
+        async def search() -> list[RetrievedChunk]:
+            kb = await self._store.get(plan.knowledge_base)
+            return await self._retriever.retrieve(
+                kb,
+                query,
+                top_k=plan.top_k,
+                where=plan.where,
+                min_score=plan.min_score,
+                request_id=request_id,
+            )
+
+        counting = asyncio.ensure_future(self._counter.prompt(route, body))
+        try:
+            chunks = await search()
+        except BaseException:
+            counting.cancel()
+            raise
         if not chunks:
+            counting.cancel()
             return [], 0, len
-        tokens = await self._counter.measure(route, body, texts_to_count(plan.template, chunks))
+        prompt, window = await counting
+        counts = await self._counter.count(route, texts_to_count(plan.template, chunks))
         asked = body.get("max_completion_tokens") or body.get("max_tokens")
         reserved = asked if isinstance(asked, int) else self._settings.reserve_completion_tokens
-        budget = context_budget(tokens.window, tokens.prompt, reserved, plan.max_context_tokens)
-        return chunks, budget, tokens.count
+        budget = context_budget(window, prompt, reserved, plan.max_context_tokens)
+        return chunks, budget, counts.__getitem__
 
     def _failed(self, plan: RagPlan, body: dict[str, Any], exc: Exception) -> RagOutcome:
         known = self._store.last_known(plan.knowledge_base)

@@ -30,7 +30,8 @@ _TABLE: tuple[tuple[type[BaseException], type[UpstreamError], str], ...] = (
     (aiohttp.ServerDisconnectedError, UpstreamConnectionLost, "worker closed the connection"),
     (aiohttp.ClientPayloadError, UpstreamBadResponse, "worker sent a broken body"),
     (aiohttp.ClientResponseError, UpstreamBadResponse, "worker sent a broken response"),
-    (aiohttp.ClientOSError, UpstreamBadResponse, "connection to worker failed"),
+    # Reset, or "Can not write request body": a kept-alive connection the worker was closing.
+    (aiohttp.ClientOSError, UpstreamConnectionLost, "connection to worker failed"),
     (asyncio.TimeoutError, UpstreamTimeout, "worker timed out"),
     (httpx.ConnectError, UpstreamUnavailable, "worker unreachable"),
     (httpx.PoolTimeout, UpstreamUnavailable, "no connection to the worker available"),

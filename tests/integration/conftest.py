@@ -73,13 +73,11 @@ class RunningStack:
 
     def worker_metric(self, name: str, port: int | None = None) -> float:
         """A metric from the vLLM workers' own /metrics, summed over label sets and over every
-        chat worker (or only the one on `port`). A worker that does not answer counts 0."""
+        chat worker (or only the one on `port`). A worker that does not answer fails the test:
+        counting it as 0 would let "nothing is running" pass for the wrong reason."""
         total = 0.0
         for p in [port] if port is not None else self.chat_ports:
-            try:
-                text = httpx.get(f"http://127.0.0.1:{p}/metrics", timeout=5).text
-            except httpx.TransportError:
-                continue
+            text = httpx.get(f"http://127.0.0.1:{p}/metrics", timeout=30).text
             total += sum(
                 sample.value
                 for family in text_string_to_metric_families(text)

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import subprocess
 import time
+from itertools import islice
 
 import httpx
 import numpy as np
@@ -65,6 +66,8 @@ def test_stream_with_usage_is_incremental(stack: RunningStack, client: openai.Op
         max_tokens=48,
         stream=True,
         stream_options={"include_usage": True},
+        # vLLM's own sampling field, forwarded unchanged: exactly 48 tokens whatever the model says.
+        extra_body={"ignore_eos": True},
     )
     chunks = []
     running_at_first_content = None
@@ -150,10 +153,14 @@ def test_client_disconnect_stops_generation(stack: RunningStack) -> None:
         http.stream("POST", stack.base_url + "/chat/completions", json=body) as response,
     ):
         assert response.status_code == 200
-        lines = response.iter_lines()
-        for _ in range(6):
-            next(lines)
-        assert stack.worker_metric("vllm:num_requests_running") == 1
+        events = [line for line in islice(response.iter_lines(), 6) if line]
+        assert all(e.startswith("data: {") and '"error"' not in e for e in events), events
+        # The worker is generating while the client holds the stream open (its 1500 tokens take
+        # tens of seconds; the gauge is read from the worker's own /metrics, so allow it a moment).
+        opened_at = time.monotonic()
+        while stack.worker_metric("vllm:num_requests_running") != 1:
+            assert time.monotonic() - opened_at < 10.0, "no worker is generating for the stream"
+            time.sleep(0.05)
     closed_at = time.monotonic()
     while stack.worker_metric("vllm:num_requests_running") != 0:
         assert time.monotonic() - closed_at < 2.0, "the worker kept generating after disconnect"

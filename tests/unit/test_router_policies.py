@@ -121,6 +121,25 @@ def test_unhealthy_workers_are_never_candidates() -> None:
             assert policy.choose(candidates, request, FixedLoad()).id == "w0"
 
 
+def test_probe_timeouts_take_a_worker_down_only_at_the_threshold() -> None:
+    pool = WorkerPool(backends(1), unhealthy_threshold=3)
+    pool.record_probe("w0", up=True, reason="ok", cards=[{"id": "m"}])
+    # A busy worker answering its probe late twice keeps its traffic; a success resets the count.
+    for _ in range(2):
+        assert not pool.record_probe("w0", up=False, reason="timed out", definite=False)
+    assert pool.is_up("w0")
+    pool.record_probe("w0", up=True, reason="ok")
+    for _ in range(2):
+        pool.record_probe("w0", up=False, reason="timed out", definite=False)
+    assert pool.is_up("w0")
+    assert pool.record_probe("w0", up=False, reason="timed out", definite=False)
+    assert not pool.is_up("w0")
+    # A refused connection takes it down at once.
+    pool.record_probe("w0", up=True, reason="ok")
+    assert pool.record_probe("w0", up=False, reason="refused")
+    assert not pool.is_up("w0")
+
+
 def test_prefix_index_stays_within_its_bound() -> None:
     index = PrefixIndex(max_entries=20_000)
     workers = [f"w{i}" for i in range(4)]

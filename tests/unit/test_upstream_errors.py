@@ -34,6 +34,13 @@ def _wrapped(cause: BaseException, outer: Exception) -> Exception:
         ),
         (_wrapped(aiohttp.ClientPayloadError("cut"), httpx.ReadError("x")), UpstreamBadResponse),
         (_wrapped(aiohttp.SocketTimeoutError(), httpx.ReadTimeout("x")), UpstreamTimeout),
+        # Writing onto a kept-alive connection the worker is closing: retried on it once.
+        (
+            _wrapped(
+                aiohttp.ClientOSError(None, "Can not write request body"), httpx.ConnectTimeout("x")
+            ),
+            UpstreamConnectionLost,
+        ),
     ],
 )
 def test_translation_table(exc: Exception, expected: type) -> None:
