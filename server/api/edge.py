@@ -8,12 +8,26 @@ from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 import orjson
+from sse_starlette import EventSourceResponse
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Message, Send
 
 from server.errors import ClientDisconnected, PayloadTooLarge
 
 T = TypeVar("T")
+
+
+class EventStream(EventSourceResponse):
+    """sse-starlette's response, minus one anyio cancel scope per event when no send timeout
+    is set: `move_on_after(None)` still enters a scope (task lookups, sniffio) for every chunk,
+    a fifth of the relay's CPU per chunk in the profile (benchmarks/results/profile.md)."""
+
+    async def _send_with_timeout(self, send: Send, message: Message) -> None:
+        if self.send_timeout is None:
+            await send(message)
+        else:
+            await super()._send_with_timeout(send, message)
 
 
 def json_response(content: Any, status: int = 200) -> Response:

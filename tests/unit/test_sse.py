@@ -1,7 +1,13 @@
 from __future__ import annotations
 
-import pytest
+from collections.abc import AsyncIterator
 
+import anyio
+import pytest
+import sse_starlette.sse
+from starlette.types import Message
+
+from server.api.edge import EventStream
 from server.upstream.sse import EventCutter
 
 
@@ -22,3 +28,40 @@ def test_cutter_holds_back_a_partial_event() -> None:
     assert cutter.pending == b"data: 2"
     assert not cutter.saw_done
     assert cutter.feed(b"\n\n") == b"data: 2\n\n"
+
+
+async def _events() -> AsyncIterator[bytes]:
+    for i in range(3):
+        yield b"data: %d\n\n" % i
+
+
+async def _sent(response: EventStream) -> list[Message]:
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await response._stream_response(send)
+    return sent
+
+
+async def test_event_stream_sends_without_a_cancel_scope_per_event(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def no_scope(*_: object, **__: object) -> None:
+        raise AssertionError("a cancel scope was entered for an event")
+
+    # The override must still be what sse-starlette calls for every event.
+    assert "_send_with_timeout" in vars(sse_starlette.sse.EventSourceResponse)
+    monkeypatch.setattr(anyio, "move_on_after", no_scope)  # what sse_starlette.sse calls
+    sent = await _sent(EventStream(_events(), ping=0))
+    bodies = [m["body"] for m in sent if m["type"] == "http.response.body"]
+    assert bodies == [b"data: 0\n\n", b"data: 1\n\n", b"data: 2\n\n", b""]
+
+
+async def test_event_stream_keeps_a_send_timeout_when_one_is_set() -> None:
+    sent = await _sent(EventStream(_events(), ping=0, send_timeout=5))
+    assert [m["body"] for m in sent if m["type"] == "http.response.body"][-2:] == [
+        b"data: 2\n\n",
+        b"",
+    ]
