@@ -54,8 +54,10 @@ class RequestRecord:
             metrics.request_duration.labels(route, self.model).observe(took)
             if self.ttft is not None:
                 metrics.ttft.labels(self.model).observe(self.ttft)
-            for gap in self.gaps:
-                metrics.inter_token_latency.labels(self.model).observe(gap)
+            if self.gaps:
+                inter_token = metrics.inter_token_latency.labels(self.model)
+                for gap in self.gaps:
+                    inter_token.observe(gap)
             if self.prompt_tokens is not None:
                 metrics.prompt_tokens.labels(self.model).inc(self.prompt_tokens)
             if self.completion_tokens is not None:

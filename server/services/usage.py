@@ -53,7 +53,16 @@ def usage_of(content: bytes) -> Any:
     if key < 0:
         return None
     start = content.find(b"{", key + len(_USAGE_KEY), key + len(_USAGE_KEY) + 4)
-    return None if start < 0 else _object_at(content, start)
+    if start < 0:
+        return None
+    # Usually a flat object of counts: parse up to its first "}" without walking the bytes.
+    end = content.find(b"}", start)
+    if end > 0 and content.find(b"{", start + 1, end) < 0:
+        try:
+            return orjson.loads(content[start : end + 1])
+        except orjson.JSONDecodeError:
+            pass
+    return _object_at(content, start)
 
 
 class StreamTap:
