@@ -8,6 +8,7 @@ at event boundaries.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -37,6 +38,8 @@ from server.services.usage import StreamTap, usage_of
 from server.settings import RagwaySettings
 from server.upstream.client import Reply, UpstreamClient
 from server.upstream.sse import DONE_EVENT, EventCutter, data_event
+
+log = logging.getLogger("ragway.generation")
 
 
 class Endpoint(Enum):
@@ -184,7 +187,18 @@ class GenerationService:
         first = tap(opened.first)
         if prepared.rag is not None:
             first = prepared.rag.first_events_with_sources(first)
-        return _relay(opened.stack, first, opened.chunks, opened.cutter, tap)
+        worker = record.worker
+
+        def broke(exc: UpstreamError) -> None:
+            self._metrics.upstream_errors.labels(exc.error_type).inc()
+            log.warning(
+                "stream %s from worker %s broke after it started: %s",
+                prepared.request_id,
+                worker,
+                exc.message,
+            )
+
+        return _relay(opened.stack, first, opened.chunks, opened.cutter, tap, broke)
 
     async def _open(self, prepared: Prepared, route: Route) -> _Opened:
         stack = AsyncExitStack()
@@ -262,7 +276,10 @@ async def _relay(
     chunks: AsyncIterator[bytes],
     cutter: EventCutter,
     tap: StreamTap,
+    broke: Callable[[UpstreamError], None],
 ) -> AsyncIterator[bytes]:
+    """Relay the rest of the stream. A failure now can only be told in-band: an error event
+    and `[DONE]` (and a warning and `ragway_upstream_errors_total` for the operator)."""
     async with stack:  # closing it closes the upstream connection: the worker stops generating
         if first:
             yield first
@@ -274,9 +291,12 @@ async def _relay(
                     if events:
                         yield events
         except UpstreamError as exc:
-            yield data_event(exc.body())
-            yield DONE_EVENT
-            return
-        if not cutter.saw_done:
-            yield data_event(UpstreamBadResponse("worker ended the stream early").body())
+            failure: UpstreamError | None = exc
+        else:
+            failure = (
+                None if cutter.saw_done else UpstreamBadResponse("worker ended the stream early")
+            )
+        if failure is not None:
+            broke(failure)
+            yield data_event(failure.body())
             yield DONE_EVENT

@@ -92,6 +92,9 @@ async def test_stream_broken_midway_ends_with_in_band_error(harness: Harness) ->
     assert error["error"]["code"] == "bad_upstream_response"
     assert set(error["error"]) == {"message", "type", "param", "code"}
     assert response.content.endswith(b"data: [DONE]\n\n")
+    # The client heard it in-band; the operator sees it in the metrics (and a warning).
+    broken = {"error_type": "upstream_bad_response"}
+    assert harness.metric("ragway_upstream_errors_total", broken) == 1
 
 
 async def test_stream_that_ends_before_any_event_is_a_502(harness: Harness) -> None:

@@ -153,16 +153,31 @@ def test_client_disconnect_stops_generation(stack: RunningStack) -> None:
         http.stream("POST", stack.base_url + "/chat/completions", json=body) as response,
     ):
         assert response.status_code == 200
-        events = [line for line in islice(response.iter_lines(), 6) if line]
+        # Hold the line iterator until the block ends: an abandoned one is closed whenever the
+        # garbage collector gets to it, and closing it closes the connection (a disconnect).
+        lines = response.iter_lines()
+        events = [line for line in islice(lines, 6) if line]
         assert all(e.startswith("data: {") and '"error"' not in e for e in events), events
         # The worker is generating while the client holds the stream open (its 1500 tokens take
         # tens of seconds; the gauge is read from the worker's own /metrics, so allow it a moment).
-        opened_at = time.monotonic()
+        opened_at, seen = time.monotonic(), []
         while stack.worker_metric("vllm:num_requests_running") != 1:
-            assert time.monotonic() - opened_at < 10.0, "no worker is generating for the stream"
+            seen.append(_gauges(stack))
+            assert time.monotonic() - opened_at < 10.0, f"not one running request: {seen[-3:]}"
             time.sleep(0.05)
     closed_at = time.monotonic()
     while stack.worker_metric("vllm:num_requests_running") != 0:
         assert time.monotonic() - closed_at < 2.0, "the worker kept generating after disconnect"
         time.sleep(0.05)
     print(f"worker idle {time.monotonic() - closed_at:.2f} s after the client disconnected")
+
+
+def _gauges(stack: RunningStack) -> dict[int, tuple[float, float]]:
+    """Running and waiting requests on each chat worker, for failure messages."""
+    return {
+        port: (
+            stack.worker_metric("vllm:num_requests_running", port),
+            stack.worker_metric("vllm:num_requests_waiting", port),
+        )
+        for port in stack.chat_ports
+    }
