@@ -169,6 +169,37 @@ def test_kb_api_on_ragway_up(stack: RunningStack, tmp_path: Path) -> None:
         httpx.delete(f"{url}/v1/knowledge_bases/{kb}")
 
 
+def test_bad_input_on_ragway_up_is_4xx(stack: RunningStack) -> None:
+    """Acceptance 5 on the real stack: unknown knowledge base, empty document, unsupported
+    file type, oversized upload and malformed filter each get an OpenAI-shaped 4xx."""
+    base = stack.base_url + "/knowledge_bases"
+    kb = f"bad-{uuid.uuid4().hex[:8]}"
+    docs, query = f"{base}/{kb}/documents", f"{base}/{kb}/query"
+    big = b"word " * (1_100_000)  # 5.5 MB: over the 4 MiB document limit
+    with httpx.Client(timeout=120) as http:
+        assert http.post(base, json={"name": kb}).status_code == 200
+        try:
+            cases = [
+                (http.post(f"{base}/no-such-kb/query", json={"query": "x"}), 404),
+                (http.post(f"{base}/no-such-kb/documents", json={"text": "x"}), 404),
+                (http.post(docs, json={"text": "  \n "}), 400),
+                (http.post(docs, files={"file": ("empty.txt", b"")}), 400),
+                (http.post(docs, files={"file": ("notes.docx", b"PK..")}), 400),
+                (http.post(docs, files={"file": ("big.txt", big)}), 413),
+                (http.post(docs, json={"text": big.decode()}), 413),
+                (http.post(query, json={"query": "x", "where": {"a": {"$regex": 1}}}), 400),
+                (http.post(query, json={"query": "x", "where": {"$and": []}}), 400),
+            ]
+            for response, status in cases:
+                assert response.status_code == status, (response.request.url, response.text)
+                error = response.json()["error"]
+                assert set(error) == {"message", "type", "param", "code"}
+                assert error["message"]
+            assert http.get(f"{base}/{kb}").json()["chunks"] == 0
+        finally:
+            http.delete(f"{base}/{kb}")
+
+
 def test_langchain_rag_chain_unchanged(
     stack: RunningStack, offline_tiktoken: Path, tmp_path: Path
 ) -> None:
