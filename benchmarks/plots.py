@@ -10,8 +10,16 @@ import matplotlib
 matplotlib.use("Agg")  # files only; must precede pyplot's import
 
 import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 
 from benchmarks.stats import Phase, merged_quantiles, select, spread
+
+
+def _saved(fig: Figure, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def _targets(phases: Sequence[Phase]) -> list[str]:
@@ -39,10 +47,7 @@ def latency_cdf(phases: Sequence[Phase], path: Path) -> Path:
         axis.set_title(f"non-streaming chat, concurrency {level}")
         axis.grid(True, which="both", alpha=0.3)
         axis.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _saved(fig, path)
 
 
 def _by_level(phases: Sequence[Phase], scenario: str, key: str) -> dict[str, list[float]]:
@@ -72,10 +77,7 @@ def against_concurrency(
         axis.set_title(f"{scenario}: {label}")
         axis.grid(True, alpha=0.3)
         axis.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _saved(fig, path)
 
 
 def overhead(phases: Sequence[Phase], out: Path) -> dict[str, Path]:
@@ -109,7 +111,4 @@ def series(
     axis.set_title(labels[2])
     axis.grid(True, alpha=0.3)
     axis.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _saved(fig, path)

@@ -13,26 +13,19 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from ragway.stack import answers
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
 class LaunchError(RuntimeError):
     """A process did not start or did not become ready; the message has its log's end."""
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _children_of() -> dict[int, list[int]]:
@@ -105,14 +98,6 @@ class Proc:
         return "(no log)"
 
 
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return 200 <= int(response.status) < 300
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
-
-
 def start(
     name: str,
     argv: Sequence[str],
@@ -139,7 +124,7 @@ def start(
 
 def wait_ready(proc: Proc, url: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
-    while not _answers(url):
+    while not answers(url):
         if proc.process.poll() is not None:
             raise LaunchError(
                 f"{proc.name} exited with code {proc.process.returncode}:\n{proc.log_tail()}"

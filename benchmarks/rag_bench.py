@@ -37,10 +37,9 @@ import httpx
 import numpy as np
 
 from benchmarks.common import percentile
-from benchmarks.procs import free_port
 from benchmarks.rag_report import markdown, write_section
 from ragway.launch import ProcessSpec, embedding_spec
-from ragway.stack import Stack, serve_gateway
+from ragway.stack import Stack, free_port, serve_gateway
 from ragway.weights import embedding_model_dir
 from server.errors import KnowledgeBaseNotFound
 from server.rag.records import KnowledgeBase, Metadata

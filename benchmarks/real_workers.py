@@ -27,10 +27,11 @@ import httpx
 from benchmarks import scenarios, targets
 from benchmarks.loadgen import Record, Workload, closed_loop, new_session
 from benchmarks.overhead import RESULTS
-from benchmarks.procs import Proc, free_port, running, start, wait_ready
+from benchmarks.procs import Proc, running, start, wait_ready
 from benchmarks.stats import Phase, spread, summarize
 from benchmarks.tables import table
 from ragway import launch, weights
+from ragway.stack import free_port
 
 
 async def phase(base_url: str, load: Workload, concurrency: int, args: argparse.Namespace) -> Phase:

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import yaml
 
-from benchmarks.procs import Proc, free_port, start, wait_ready
+from benchmarks.procs import Proc, start, wait_ready
 from ragway.launch import gateway_spec, write_gateway_config
+from ragway.stack import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 VENVS = REPO / ".bench-venvs"

@@ -48,7 +48,15 @@ def check_port_free(host: str, port: int, what: str) -> None:
             ) from None
 
 
-def _answers(url: str) -> bool:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def answers(url: str) -> bool:
+    """Whether a GET of `url` answers 2xx within 2 s (a readiness probe)."""
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
             return 200 <= int(response.status) < 300
@@ -96,7 +104,7 @@ class Stack:
         while not all(child.ready for child in self._children):
             for child in self._children:
                 self._check_alive(child)
-                if not child.ready and _answers(child.spec.ready_url):
+                if not child.ready and answers(child.spec.ready_url):
                     child.ready = True
                     self.say(f"{child.spec.name}: ready")
             if time.monotonic() > deadline:
@@ -175,9 +183,7 @@ def serve_gateway(
     """A gateway process (`python -m server`) with `settings` as its YAML file, on a free port,
     until the block ends; yields its base URL once /readyz answers. For tests and benchmarks
     that need a gateway configured differently from the one `ragway up` runs."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
+    port = free_port()
     config = write_gateway_config(run_dir / f"{name}-{port}.yaml", {**settings, "port": port})
     stack = Stack(run_dir / "logs", io.StringIO())
     try:

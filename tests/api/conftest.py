@@ -9,7 +9,6 @@ from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from prometheus_client import CollectorRegistry
 
 from server.app import create_app
@@ -17,6 +16,7 @@ from server.lifespan import load_token_decoder
 from server.services.embeddings import TokenDecoder
 from server.settings import RagwaySettings
 from tests.fakes.worker import FakeWorker, HostRouter
+from tests.serving import served
 
 
 @dataclass
@@ -73,10 +73,5 @@ async def harness(token_decoder: TokenDecoder) -> AsyncIterator[Harness]:
         registry=registry,
         token_decoder=token_decoder,
     )
-    async with (
-        LifespanManager(app) as manager,
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=manager.app), base_url="http://ragway"
-        ) as client,
-    ):
+    async with served(app) as client:
         yield Harness(client, chat, embed, transport, registry)

@@ -8,8 +8,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
-from asgi_lifespan import LifespanManager
 from prometheus_client import CollectorRegistry
 
 from server.app import create_app
@@ -17,6 +15,7 @@ from server.rag.retriever import Retriever
 from server.services.embeddings import TokenDecoder
 from tests.api.conftest import Harness, settings_for_fakes
 from tests.fakes.worker import FakeWorker, HostRouter
+from tests.serving import served
 
 VIRTUAL = {"support-bot": {"model": "gpt-4o-mini", "knowledge_base": "docs", "top_k": 3}}
 
@@ -43,12 +42,7 @@ async def rag_gateway(
         token_decoder=token_decoder,
         retriever=retriever,
     )
-    async with (
-        LifespanManager(app) as manager,
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=manager.app), base_url="http://ragway"
-        ) as client,
-    ):
+    async with served(app) as client:
         yield Harness(client, chat, embed, transport, registry)
 
 

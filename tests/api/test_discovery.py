@@ -11,7 +11,6 @@ from typing import Any
 import httpx
 import httpx2
 import pytest
-from asgi_lifespan import LifespanManager
 from lightkube import AsyncClient
 from lightkube.config.kubeconfig import KubeConfig
 
@@ -22,6 +21,7 @@ from server.services.embeddings import TokenDecoder
 from server.settings import KubernetesSettings
 from tests.api.conftest import settings_for_fakes
 from tests.fakes.worker import FakeWorker, HostRouter
+from tests.serving import served
 
 NAMESPACE = "ragway"
 
@@ -138,10 +138,7 @@ async def discovered(
     kube = AsyncClient(fake_kubeconfig(), namespace=NAMESPACE, transport=api)
     app = create_app(settings, upstream_transport=transport, token_decoder=token_decoder,
                      kube_client=kube)  # fmt: skip
-    async with (
-        LifespanManager(app) as manager,
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=manager.app), base_url="http://r") as c,
-    ):
+    async with served(app, "http://r") as c:
         yield c, api
 
 

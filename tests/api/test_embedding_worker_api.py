@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from asgi_lifespan import LifespanManager
 from prometheus_client import CollectorRegistry
 
+from tests.serving import served
 from workers.embedding.app import create_app
 from workers.embedding.encoder import Vectors
 from workers.embedding.protocol import EmbeddingResponse, ModelList
@@ -65,12 +65,7 @@ async def worker() -> AsyncIterator[Worker]:
         served_model_name=MODEL, max_inputs_per_request=4, max_queue=16
     )
     app = create_app(settings, encoder=encoder, registry=registry)
-    async with (
-        LifespanManager(app) as manager,
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=manager.app), base_url="http://worker"
-        ) as client,
-    ):
+    async with served(app, "http://worker") as client:
         yield Worker(client, encoder, registry)
 
 
@@ -216,9 +211,6 @@ async def test_metrics(worker: Worker) -> None:
 async def test_oversized_body_is_413() -> None:
     settings = EmbeddingWorkerSettings(served_model_name=MODEL, max_body_bytes=64)
     app = create_app(settings, encoder=HashEncoder(), registry=CollectorRegistry())
-    async with (
-        LifespanManager(app) as manager,
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=manager.app), base_url="http://w") as c,
-    ):
+    async with served(app, "http://w") as c:
         response = await c.post("/v1/embeddings", json={"model": MODEL, "input": "x" * 100})
     assert_openai_error(response, 413)

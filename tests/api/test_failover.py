@@ -8,13 +8,13 @@ from dataclasses import dataclass
 import httpx
 import orjson
 import pytest
-from asgi_lifespan import LifespanManager
 from prometheus_client import CollectorRegistry
 
 from server.app import create_app
 from server.services.embeddings import TokenDecoder
 from tests.api.conftest import settings_for_fakes
 from tests.fakes.worker import FakeWorker, HostRouter, chunk_event
+from tests.serving import served
 
 CHAT = {"model": "tiny-chat", "messages": [{"role": "user", "content": "x"}]}
 
@@ -51,12 +51,7 @@ async def pair(token_decoder: TokenDecoder) -> AsyncIterator[Pair]:
     app = create_app(
         settings, upstream_transport=transport, registry=registry, token_decoder=token_decoder
     )
-    async with (
-        LifespanManager(app) as manager,
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=manager.app), base_url="http://ragway"
-        ) as client,
-    ):
+    async with served(app) as client:
         yield Pair(client, a, b, transport, registry)
 
 

@@ -4,7 +4,6 @@ a free port in a thread: the CLI's own HTTP client, end to end."""
 from __future__ import annotations
 
 import argparse
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ import uvicorn
 from prometheus_client import CollectorRegistry
 
 from ragway import kb_cli
+from ragway.stack import free_port
 from server.app import create_app
 from server.services.embeddings import TokenDecoder
 from tests.api.conftest import settings_for_fakes
@@ -36,9 +36,7 @@ def url(tmp_path: Path, token_decoder: TokenDecoder) -> Iterator[str]:
         registry=CollectorRegistry(),
         token_decoder=token_decoder,
     )
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

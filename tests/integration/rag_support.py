@@ -21,7 +21,7 @@ import httpx
 import orjson
 import yaml
 
-from tests.integration.conftest import free_port
+from ragway.stack import free_port
 
 VENV_BIN = Path(sys.executable).parent
 

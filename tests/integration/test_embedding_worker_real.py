@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from asgi_lifespan import LifespanManager
 from prometheus_client import CollectorRegistry
 
+from tests.serving import served
 from workers.embedding.app import create_app
 from workers.embedding.settings import EmbeddingWorkerSettings, bundled_model_dir
 
@@ -30,12 +30,7 @@ Matrix = np.ndarray[Any, np.dtype[np.float32]]
 async def client() -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(EmbeddingWorkerSettings(), registry=CollectorRegistry())
     # The first load imports torch and transformers: tens of seconds on a small CPU.
-    async with (
-        LifespanManager(app, startup_timeout=300) as manager,
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=manager.app), base_url="http://worker"
-        ) as client,
-    ):
+    async with served(app, "http://worker", startup_timeout=300) as client:
         yield client
 
 

@@ -12,8 +12,8 @@ import httpx
 import openai
 import pytest
 
-from ragway.stack import serve_gateway
-from tests.integration.conftest import RunningStack, free_port
+from ragway.stack import free_port, serve_gateway
+from tests.integration.conftest import RunningStack
 
 pytestmark = pytest.mark.stack
 
