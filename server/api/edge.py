@@ -20,8 +20,9 @@ T = TypeVar("T")
 
 class EventStream(EventSourceResponse):
     """sse-starlette's response, minus one anyio cancel scope per event when no send timeout
-    is set: `move_on_after(None)` still enters a scope (task lookups, sniffio) for every chunk,
-    a fifth of the relay's CPU per chunk in the profile (benchmarks/results/profile.md)."""
+    is set: `move_on_after(None)` still enters a scope (task lookups, sniffio) for every chunk.
+    anyio, sniffio and `current_task` together took about 12% of the first streaming profile's
+    samples (before this change)."""
 
     async def _send_with_timeout(self, send: Send, message: Message) -> None:
         if self.send_timeout is None:
