@@ -32,6 +32,7 @@ from server.services.load_scrape import LoadScraper
 from server.services.rag_chat import RagChat
 from server.services.routing import PolicyBook
 from server.settings import RagwaySettings
+from server.shared_state import open_shared_state
 from server.state import GatewayState
 from server.upstream.client import UpstreamClient
 
@@ -57,6 +58,8 @@ def build_lifespan(
         async with AsyncExitStack() as stack:
             upstream = UpstreamClient(settings, upstream_transport)
             stack.push_async_callback(upstream.aclose)
+            shared = await open_shared_state(settings.state)
+            stack.push_async_callback(shared.aclose)
             decoder = token_decoder
             if decoder is None:
                 decoder = await asyncio.to_thread(load_token_decoder)
@@ -108,6 +111,7 @@ def build_lifespan(
                 settings=settings,
                 metrics=metrics,
                 upstream=upstream,
+                shared=shared,
                 pool=pool,
                 catalog=catalog,
                 health=health,

@@ -152,6 +152,20 @@ class StreamSettings(_Section):
     ping_interval: Annotated[float, Field(ge=0)] = 15.0
 
 
+class StateSettings(_Section):
+    """State shared by gateway replicas. Unset `redis_url`: every replica keeps its own, in
+    process (or in its data directory)."""
+
+    # redis://[:password@]host:port/db or rediss://... ; a SecretStr: it may carry a password.
+    redis_url: SecretStr | None = None
+    # Every Redis call is bounded: a slow or unreachable Redis never stalls a request.
+    timeout: PositiveSeconds = 0.5
+    connect_timeout: PositiveSeconds = 1.0
+    # Prefixes every key ragway writes, so one Redis can serve several deployments.
+    key_prefix: str = "ragway:"
+    max_connections: Annotated[int, Field(ge=1)] = 64
+
+
 FailMode = Literal["open", "closed"]
 
 DEFAULT_RAG_TEMPLATE = (
@@ -255,6 +269,7 @@ class RagwaySettings(BaseSettings):
     # Largest request body the gateway reads, in bytes.
     max_body_bytes: Annotated[int, Field(ge=1024)] = 16 * 1024 * 1024
     rag: RagSettings = RagSettings()
+    state: StateSettings = StateSettings()
 
     @field_validator("log_level")
     @classmethod

@@ -12,6 +12,7 @@ from server.services.generation import GenerationService
 from server.services.health import HealthMonitor
 from server.services.knowledge import KnowledgeService
 from server.settings import RagwaySettings
+from server.shared_state import SharedState
 from server.upstream.client import UpstreamClient
 
 
@@ -20,6 +21,7 @@ class GatewayState:
     settings: RagwaySettings
     metrics: GatewayMetrics
     upstream: UpstreamClient
+    shared: SharedState
     pool: WorkerPool
     catalog: Catalog
     health: HealthMonitor
