@@ -124,7 +124,7 @@ def build_lifespan(
                     metrics=metrics,
                     rag=rag,
                 ),
-                embeddings=EmbeddingService(catalog, upstream, decoder),
+                embeddings=EmbeddingService(catalog, upstream, decoder, settings.limits),
                 knowledge=KnowledgeService(settings.rag, store, ingestor, found, catalog, pool),
             )
             yield {"ragway": state}
