@@ -20,6 +20,8 @@ from server.observability.metrics import GatewayMetrics
 from server.rag.chunking import Chunker
 from server.rag.embedder import WorkerEmbedder
 from server.rag.ingest import Ingestor
+from server.rag.parse_pool import ParserPool
+from server.rag.parsers import ParseCaps
 from server.rag.retriever import ChromaRetriever, Retriever
 from server.rag.store import ChromaStore
 from server.rag.tokens import WorkerTokenCounter
@@ -99,6 +101,14 @@ def build_lifespan(
                 discovery.start()
                 stack.push_async_callback(discovery.aclose)
             store = ChromaStore(settings.rag)
+            limits = settings.limits
+            caps = ParseCaps(
+                settings.rag.max_document_bytes, limits.max_pdf_pages, limits.max_html_tags
+            )
+            parsers = ParserPool(
+                limits.parse_workers, limits.parse_timeout, limits.parse_memory_bytes, caps
+            )
+            stack.push_async_callback(parsers.aclose)
             stack.push_async_callback(store.aclose)
             embedder = WorkerEmbedder(catalog, upstream)
             found = retriever or ChromaRetriever(store, embedder)
@@ -125,7 +135,16 @@ def build_lifespan(
                     rag=rag,
                 ),
                 embeddings=EmbeddingService(catalog, upstream, decoder, settings.limits),
-                knowledge=KnowledgeService(settings.rag, store, ingestor, found, catalog, pool),
+                knowledge=KnowledgeService(
+                    settings.rag,
+                    store,
+                    ingestor,
+                    found,
+                    catalog,
+                    pool,
+                    parsers=parsers,
+                    limits=settings.limits,
+                ),
             )
             yield {"ragway": state}
 

@@ -74,8 +74,9 @@ async def delete_knowledge_base(request: Request, name: str) -> Response:
 async def add_document(request: Request, name: str) -> Response:
     """A JSON document (`{"id"?, "text", "title"?, "source"?, "metadata"?}`), or a file as
     multipart/form-data (`file`, with optional `id`, `title`, `source`, `metadata` fields)."""
-    raw = await _body(request)
     service, request_id = _service(request), request.state.request_id
+    await service.require(name)  # before reading, let alone parsing, the upload
+    raw = await _body(request)
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
         result = await service.add_file(name, await _upload(request, raw), request_id)
     else:
@@ -88,7 +89,8 @@ async def list_documents(
     request: Request,
     name: str,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    # Chroma's offsets are 32-bit: 2^32 was a 500.
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> Response:
     return json_response(await _service(request).documents(name, limit, offset))
 
