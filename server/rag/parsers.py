@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import PurePath
+from typing import Any
 
 from server.errors import InvalidRequest, PayloadTooLarge
 
@@ -129,6 +130,13 @@ class _TextCollector(HTMLParser):
 
 
 def _html(data: bytes, caps: ParseCaps) -> ParsedText:
+    # Every tag opens with "<" (text must escape it), start and end tags alike: a cheap bound
+    # that refuses a flood of tags before tokenizing any of them.
+    if data.count(b"<") > 2 * caps.max_html_tags + 1000:
+        raise InvalidRequest(
+            f"The HTML file has more than {caps.max_html_tags} tags (limits.max_html_tags).",
+            param="file",
+        )
     collector = _TextCollector(caps)
     collector.feed(data.decode("utf-8", errors="replace"))
     collector.close()
@@ -154,8 +162,16 @@ def _pdf(data: bytes, caps: ParseCaps) -> ParsedText:
                 "(limits.max_pdf_pages).",
                 param="file",
             )
+        # Pages that draw the same content stream(s) give the same text: extract it once (a
+        # small PDF can point thousands of pages at one large stream).
+        seen: dict[object, str] = {}
         for page in reader.pages:
-            text = page.extract_text() or ""
+            key = _contents_key(page)
+            text = seen.get(key) if key is not None else None
+            if text is None:
+                text = page.extract_text() or ""
+                if key is not None:
+                    seen[key] = text
             size += len(text.encode())
             if size > caps.max_text_bytes:
                 raise _too_large(caps)
@@ -164,6 +180,23 @@ def _pdf(data: bytes, caps: ParseCaps) -> ParsedText:
     except (PyPdfError, ValueError, KeyError, TypeError, OSError, RecursionError) as exc:
         raise InvalidRequest(f"The file is not a readable PDF: {exc}", param="file") from exc
     return ParsedText("\n\n".join(pages), str(title)[:MAX_TITLE_CHARS] if title else None)
+
+
+def _contents_key(page: Any) -> object | None:
+    """The indirect references of a page's content streams and resources, if it has them."""
+    from pypdf.generic import ArrayObject, IndirectObject
+
+    def ref(value: Any) -> object | None:
+        if isinstance(value, IndirectObject):
+            return (value.idnum, value.generation)
+        if isinstance(value, ArrayObject) and all(isinstance(v, IndirectObject) for v in value):
+            return tuple((v.idnum, v.generation) for v in value)
+        return None
+
+    # raw_get: the reference itself; get() would resolve it.
+    contents = ref(page.raw_get("/Contents")) if "/Contents" in page else None
+    resources = ref(page.raw_get("/Resources")) if "/Resources" in page else None
+    return None if contents is None else (contents, resources)
 
 
 _PARSERS: dict[str, Callable[[bytes, ParseCaps], ParsedText]] = {
