@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import attack, targets
+from benchmarks import attack, attack_cases, targets
 from benchmarks.procs import Proc, running
 
 pytestmark = pytest.mark.stack
@@ -40,10 +40,10 @@ def test_every_case_is_refused_quickly_and_cheaply(gateway: Proc) -> None:
     target = attack.Target(url, gateway.process.pid, embedding_model="bench-embed")
     outcomes = asyncio.run(attack.run_all(target))
     assert target.kb is not None, "the suite's knowledge base was not created"
-    assert len(outcomes) == len(attack.attack_cases.CASES)
+    assert len(outcomes) == len(attack_cases.CASES)
     report = "\n".join(attack.table_row(o) for o in outcomes)
     for o in outcomes:
-        case = next(c for c in attack.attack_cases.CASES if c.name == o.case)
+        case = next(c for c in attack_cases.CASES if c.name == o.case)
         assert case.accepts(o.answer), report
         assert o.seconds <= max(5 * o.limit_s, 5), report
         assert o.rss_growth_mib < 50, report
