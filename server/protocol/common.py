@@ -72,6 +72,8 @@ def check_inputs(data: dict[str, Any], field: str, limits: LimitsSettings) -> No
         check_list(data, field, limits.max_token_ids, "max_token_ids")
         return
     check_list(data, field, limits.max_inputs, "max_inputs")
+    if not isinstance(value[0], list):
+        return  # texts (or not valid at all: validation says so)
     total = sum(len(item) for item in value if isinstance(item, list))
     if total > limits.max_token_ids:
         raise InvalidRequest(
