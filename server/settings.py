@@ -197,6 +197,13 @@ class LimitsSettings(_Section):
     # Document metadata: UTF-8 bytes of one value, and of all keys and values of a document.
     max_metadata_value_bytes: Annotated[int, Field(ge=1)] = 4096
     max_metadata_bytes: Annotated[int, Field(ge=1)] = 16384
+    # A stream whose client reads nothing for this long is dropped, and its generation
+    # cancelled; the upstream connection is released.
+    stream_send_timeout: PositiveSeconds = 30.0
+    # Connections for health probes and /metrics scrapes, apart from the request pool (so a
+    # full pool never makes workers look down), and RAG /tokenize calls in flight at once.
+    probe_connections: Annotated[int, Field(ge=1)] = 16
+    tokenize_concurrency: Annotated[int, Field(ge=1)] = 16
     # `where` filters: values in one $in/$nin list, and clauses in the whole filter.
     max_filter_values: Annotated[int, Field(ge=1)] = 256
     max_filter_clauses: Annotated[int, Field(ge=1)] = 64
