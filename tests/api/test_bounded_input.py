@@ -99,3 +99,43 @@ async def test_plain_request_ids_are_kept(harness: Harness) -> None:
         "/v1/chat/completions", json=CHAT, headers={"x-request-id": value}
     )
     assert response.headers["x-request-id"] == value
+
+
+async def test_an_error_inside_middleware_is_a_logged_openai_500(
+    token_decoder: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Starlette's ServerErrorMiddleware sits outside every user middleware, and the gateway's
+    handler for `Exception` is its handler: even a middleware's failure leaves as JSON."""
+    import httpx
+    from asgi_lifespan import LifespanManager
+    from prometheus_client import CollectorRegistry
+    from starlette.types import Receive, Scope, Send
+
+    from server.app import create_app
+    from tests.api.conftest import settings_for_fakes
+    from tests.fakes.worker import HostRouter
+
+    class Broken:
+        def __init__(self, app: object) -> None:
+            self.app = app
+
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] == "http":
+                raise RuntimeError("middleware bug")
+            await self.app(scope, receive, send)  # type: ignore[operator]
+
+    app = create_app(
+        settings_for_fakes(workers=[]),
+        upstream_transport=HostRouter(),
+        registry=CollectorRegistry(),
+        token_decoder=token_decoder,  # type: ignore[arg-type]
+    )
+    app.add_middleware(Broken)
+    caplog.set_level(logging.ERROR, logger="ragway.errors")
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://ragway") as client:
+            response = await client.get("/v1/models")
+    assert response.status_code == 500
+    assert response.json()["error"]["code"] == "internal_error"
+    assert any("unhandled error" in r.getMessage() for r in caplog.records)
