@@ -32,8 +32,10 @@ class EventStream(EventSourceResponse):
     SendTimeoutError, which closes the event iterator, and so the upstream request: the worker
     stops generating and the connection is released."""
 
-    _sending: dict[asyncio.Task[Any], float] | None = None
-    _stalled: set[asyncio.Task[Any]] | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
+    _sender: asyncio.Task[Any] | None = None  # the send in flight, if any
+    _since = 0.0  # when it began
+    _stalled = False
     _watchdog: asyncio.TimerHandle | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -49,33 +51,35 @@ class EventStream(EventSourceResponse):
         if self.send_timeout is None:
             await send(message)
             return
-        loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
-        assert task is not None
-        if self._sending is None:
-            self._sending, self._stalled = {}, set()
-            self._watchdog = loop.call_later(self.send_timeout, self._check, loop)
-        self._sending[task] = loop.time()
+        if self._sender is not None:
+            # A ping while an event is being sent (rare): sse-starlette's own bound.
+            await super()._send_with_timeout(send, message)
+            return
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+            self._watchdog = loop.call_later(self.send_timeout, self._check)
+        task = self._sender = asyncio.current_task()
+        self._since = loop.time()
         try:
             await send(message)
         except asyncio.CancelledError:
-            if self._stalled and task in self._stalled:
+            if self._stalled and task is not None:
                 task.uncancel()
                 raise SendTimeoutError() from None
             raise
         finally:
-            del self._sending[task]
+            self._sender = None
 
-    def _check(self, loop: asyncio.AbstractEventLoop) -> None:
-        assert self._sending is not None
-        assert self._stalled is not None
+    def _check(self) -> None:
+        assert self._loop is not None
         assert self.send_timeout is not None
-        now = loop.time()
-        for task, since in list(self._sending.items()):
-            if now - since >= self.send_timeout and task not in self._stalled:
-                self._stalled.add(task)
-                task.cancel()
-        self._watchdog = loop.call_later(self.send_timeout / 2, self._check, loop)
+        sender = self._sender
+        if sender is not None and self._loop.time() - self._since >= self.send_timeout:
+            self._stalled = True
+            sender.cancel()
+            return
+        self._watchdog = self._loop.call_later(self.send_timeout / 2, self._check)
 
 
 def json_response(content: Any, status: int = 200) -> Response:
