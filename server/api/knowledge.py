@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
-from starlette.datastructures import UploadFile
+from starlette.datastructures import Headers, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.responses import Response
 
@@ -46,13 +47,13 @@ async def _body(request: Request) -> bytes:
     return await read_body(request, gateway.settings.rag.max_upload_bytes)
 
 
-async def _upload(request: Request, raw: bytes) -> FileUpload:
+async def _read_form(headers: Headers, raw: bytes) -> FileUpload:
     """The `file` part of a multipart body, and its text fields (id, title, source, metadata)."""
 
     async def stream() -> AsyncGenerator[bytes, None]:
         yield raw
 
-    parser = MultiPartParser(request.headers, stream(), max_files=1, max_fields=16)
+    parser = MultiPartParser(headers, stream(), max_files=1, max_fields=16)
     try:
         form = await parser.parse()
     except MultiPartException as exc:
@@ -65,6 +66,15 @@ async def _upload(request: Request, raw: bytes) -> FileUpload:
         return FileUpload(upload.filename, upload.content_type, await upload.read(), fields)
     finally:
         await form.close()
+
+
+async def _upload(request: Request, raw: bytes) -> FileUpload:
+    gateway: GatewayState = request.state.ragway
+    if len(raw) >= gateway.settings.limits.offload_parse_bytes:
+        # python-multipart splits the body in Python: a large one is split in a worker thread
+        # (on an event loop of its own there), not on the gateway's loop.
+        return await asyncio.to_thread(asyncio.run, _read_form(request.headers, raw))
+    return await _read_form(request.headers, raw)
 
 
 @router.post("", openapi_extra=_body_schema(CreateKnowledgeBase))

@@ -92,18 +92,27 @@ class ParserPool:
         # One parse per process at a time: queued uploads wait here, where waiting is cheap.
         async with self._slots:
             loop = asyncio.get_running_loop()
-            future = loop.run_in_executor(
-                self._pool, _parse_job, kind, data, self.caps, self._timeout
-            )
             try:
+                future = loop.run_in_executor(
+                    self._pool, _parse_job, kind, data, self.caps, self._timeout
+                )
                 result = await asyncio.wait_for(future, self._timeout + _GRACE)
-            except (TimeoutError, BrokenProcessPool):
+            except TimeoutError:
                 self._restart()
                 raise InvalidRequest(
                     f"Parsing the file took longer than {self._timeout:g} s "
                     "(limits.parse_timeout).",
                     param="file",
                     code="parse_timeout",
+                ) from None
+            except BrokenProcessPool:
+                # The parsing process died under this file (or earlier): a fresh pool for the
+                # next upload, and a refusal naming what happened for this one.
+                self._restart()
+                raise InvalidRequest(
+                    "The file could not be parsed: the parsing process failed.",
+                    param="file",
+                    code="parse_failed",
                 ) from None
         if isinstance(result, _Refused):
             error = PayloadTooLarge if result.status == 413 else InvalidRequest
