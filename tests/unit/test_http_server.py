@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 import uvicorn
@@ -17,7 +18,7 @@ from server.settings import RagwaySettings
 
 LIMITS: dict[str, float] = {
     "header_timeout": 0.5,
-    "body_timeout": 0.5,
+    "body_timeout": 1.0,
     "max_header_bytes": 4096,
     "max_connections": 50,
 }
@@ -38,18 +39,26 @@ async def echo(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.body", "body": b"got %d" % len(body)})
 
 
-@pytest.fixture
-async def port() -> AsyncIterator[int]:
-    settings = RagwaySettings(port=free_port(), log_level="warning", limits=LIMITS)
+@asynccontextmanager
+async def serving(limits: dict[str, float]) -> AsyncIterator[int]:
+    settings = RagwaySettings(port=free_port(), log_level="warning", limits=limits)
     server = uvicorn.Server(server_config(echo, settings))
     task = asyncio.create_task(server.serve())
     for _ in range(500):
         if server.started:
             break
         await asyncio.sleep(0.01)
-    yield settings.port
-    server.should_exit = True
-    await asyncio.wait_for(task, 10)
+    try:
+        yield settings.port
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)
+
+
+@pytest.fixture
+async def port() -> AsyncIterator[int]:
+    async with serving(LIMITS) as serving_port:
+        yield serving_port
 
 
 async def _open(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -111,15 +120,15 @@ async def test_a_stalled_body_gets_408(port: int) -> None:
 
 async def test_a_slow_but_moving_body_and_a_large_one_are_served(port: int) -> None:
     reader, writer = await _open(port)
-    writer.write(POST % 30)
-    for _ in range(3):
-        await asyncio.sleep(0.3)  # each pause below body_timeout, all of them above it
+    writer.write(POST % 40)
+    for _ in range(4):
+        await asyncio.sleep(0.3)  # each pause well below body_timeout, all of them above it
         writer.write(b"x" * 10)
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
     assert head.startswith(b"HTTP/1.1 200 ")
     # Head and a 1 MB body in one write: only the head counts against max_header_bytes.
     writer.write(POST % 1_000_000 + b"y" * 1_000_000)
-    await asyncio.wait_for(reader.readuntil(b"got 30"), 5)
+    await asyncio.wait_for(reader.readuntil(b"got 40"), 5)
     await asyncio.wait_for(reader.readuntil(b"got 1000000"), 5)
     writer.close()
 
@@ -133,10 +142,13 @@ async def test_a_kept_alive_connection_times_out_a_half_sent_next_request(port: 
     writer.close()
 
 
-async def test_requests_over_the_concurrency_cap_get_503(port: int) -> None:
-    idle = [await _open(port) for _ in range(int(LIMITS["max_connections"]))]
-    reader, writer = await _open(port)
-    writer.write(POST % 0)
-    assert (await asyncio.wait_for(reader.readuntil(b"\r\n"), 5)).startswith(b"HTTP/1.1 503")
-    for _, w in [*idle, (reader, writer)]:
-        w.close()
+async def test_requests_over_the_concurrency_cap_get_503() -> None:
+    # A long head deadline: the idle connections must stay open however slow the machine.
+    async with serving({**LIMITS, "header_timeout": 60}) as port:
+        idle = [await _open(port) for _ in range(int(LIMITS["max_connections"]))]
+        reader, writer = await _open(port)
+        writer.write(POST % 0)
+        status = await asyncio.wait_for(reader.readuntil(b"\r\n"), 5)
+        assert status.startswith(b"HTTP/1.1 503")
+        for _, w in [*idle, (reader, writer)]:
+            w.close()
