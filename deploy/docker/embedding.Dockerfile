@@ -9,32 +9,29 @@
 #   docker build -f deploy/docker/embedding.Dockerfile --target runtime \
 #       -t ghcr.io/ragway/embedding:0.1.0 .
 #
-# Stages: `build` installs ragway, sentence-transformers and CPU-only torch into a virtualenv;
+# Stages: `build` installs the locked dependencies (requirements/embedding.txt, torch-cpu.txt:
+# ragway's, sentence-transformers and CPU-only torch) and ragway into a virtualenv;
 # `model` downloads one Hugging Face snapshot; `runtime` is the slim base, the virtualenv and an
 # unprivileged user; `with-model` (the default target) adds the weights at /models/<name>.
 
-ARG TORCH_VERSION=2.13.0
-ARG SENTENCE_TRANSFORMERS_VERSION=6.2.0
-
 FROM python:3.11.14-slim-bookworm AS build
-ARG TORCH_VERSION
-ARG SENTENCE_TRANSFORMERS_VERSION
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
-# Torch from the CPU wheel index first: PyPI's default wheel pulls in GBs of CUDA libraries.
-RUN python -m venv /opt/venv \
-    && /opt/venv/bin/pip install --index-url https://download.pytorch.org/whl/cpu \
-        "torch==${TORCH_VERSION}"
 WORKDIR /src
+# Everything from the hashed locks (scripts/lock.sh). torch from PyTorch's CPU index alone
+# (PyPI's default wheel pulls in GBs of CUDA libraries); the rest from PyPI alone.
+COPY requirements/torch-cpu.txt requirements/embedding.txt ./requirements/
+RUN python -m venv /opt/venv \
+    && /opt/venv/bin/pip install --require-hashes --no-deps \
+        --index-url https://download.pytorch.org/whl/cpu -r requirements/torch-cpu.txt \
+    && /opt/venv/bin/pip install --require-hashes --no-deps -r requirements/embedding.txt
 COPY pyproject.toml README.md ./
 COPY server ./server
 COPY router ./router
 COPY workers ./workers
 COPY ragway ./ragway
-RUN /opt/venv/bin/pip install --no-compile /src \
-        "sentence-transformers==${SENTENCE_TRANSFORMERS_VERSION}" \
-        "torch==${TORCH_VERSION}"
+RUN /opt/venv/bin/pip install --no-deps --no-compile /src
 
 
 FROM build AS model

@@ -14,12 +14,15 @@ ENV PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 RUN python -m venv /opt/venv
 WORKDIR /src
+# Dependencies from the hashed lock (scripts/lock.sh), then ragway itself without resolving.
+COPY requirements/gateway.txt ./requirements/
+RUN /opt/venv/bin/pip install --require-hashes --no-deps -r requirements/gateway.txt
 COPY pyproject.toml README.md ./
 COPY server ./server
 COPY router ./router
 COPY workers ./workers
 COPY ragway ./ragway
-RUN /opt/venv/bin/pip install --no-compile /src
+RUN /opt/venv/bin/pip install --no-deps --no-compile /src
 
 
 FROM python:3.11.14-slim-bookworm AS runtime

@@ -22,6 +22,7 @@ from server.errors import (
 from server.observability.metrics import GatewayMetrics
 
 log = logging.getLogger("ragway.errors")
+_PARTS = frozenset({"body", "query", "path", "header", "cookie"})
 
 
 def install_error_handlers(app: FastAPI, metrics: GatewayMetrics) -> None:
@@ -36,8 +37,11 @@ def install_error_handlers(app: FastAPI, metrics: GatewayMetrics) -> None:
 
     async def on_validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        first = exc.errors()[0] if exc.errors() else {}
-        loc = [str(part) for part in first.get("loc", ()) if part != "body"]
+        errors = exc.errors()
+        first = errors[0] if errors else {}
+        where = first.get("loc", ())
+        # ("query", "offset") names `offset`: the part of the request is not the parameter.
+        loc = [str(p) for p in where[1 if where[:1] and where[0] in _PARTS else 0 :]]
         message = f"Invalid request: {first.get('msg', 'invalid body')}."
         return json_response(InvalidRequest(message, param=loc[0] if loc else None).body(), 400)
 

@@ -36,7 +36,10 @@ async def _generate(request: Request, endpoint: Endpoint) -> Response:
             request, gateway.generation.stream(prepared, request.state.record)
         )
         return EventStream(
-            events, ping=gateway.settings.stream.ping_interval, headers=prepared.headers
+            events,
+            ping=gateway.settings.stream.ping_interval,
+            headers=prepared.headers,
+            send_timeout=gateway.settings.limits.stream_send_timeout,
         )
     reply = await until_disconnect(
         request, gateway.generation.unary(prepared, request.state.record)

@@ -30,6 +30,8 @@ class RequestRecord:
     completion_tokens: int | None = None
     _last_chunk: float | None = None
     gaps: list[float] = field(default_factory=list)
+    # A caller's X-Request-Id that was refused (too long, or not plain ASCII), for the log.
+    client_request_id: str | None = None
 
     def chunk_sent(self) -> None:
         """A streamed chunk went to the client: the first sets TTFT, later ones the gaps."""
@@ -78,5 +80,10 @@ class RequestRecord:
                 "prompt_tokens": self.prompt_tokens,
                 "completion_tokens": self.completion_tokens,
                 "duration_s": round(took, 6),
+                **(
+                    {}
+                    if self.client_request_id is None
+                    else {"client_request_id": self.client_request_id}
+                ),
             }
         ).decode()

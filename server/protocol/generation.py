@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import ConfigDict, Field, StrictBool
 
-from server.protocol.common import OpenAIRequest
+from server.protocol.common import OpenAIRequest, check_inputs, check_list
+from server.settings import LimitsSettings
 
 
 class ChatMessage(OpenAIRequest):
@@ -22,12 +23,22 @@ class StreamOptions(OpenAIRequest):
 
 class ChatCompletionRequest(OpenAIRequest):
     model: str
-    messages: Annotated[list[ChatMessage], Field(min_length=1)]
+    messages: Annotated[list[ChatMessage], Field(min_length=1, fail_fast=True)]
     stream: StrictBool | None = False
     stream_options: StreamOptions | None = None
 
+    @classmethod
+    def check_sizes(cls, data: dict[str, Any], limits: LimitsSettings) -> None:
+        check_list(data, "messages", limits.max_messages, "max_messages")
 
-Prompt = str | list[str] | list[int] | list[list[int]]
+
+_TokenIds = Annotated[list[int], Field(fail_fast=True)]
+Prompt = (
+    str
+    | Annotated[list[str], Field(fail_fast=True)]
+    | _TokenIds
+    | Annotated[list[_TokenIds], Field(fail_fast=True)]
+)
 
 
 class CompletionRequest(OpenAIRequest):
@@ -35,6 +46,10 @@ class CompletionRequest(OpenAIRequest):
     prompt: Prompt
     stream: StrictBool | None = False
     stream_options: StreamOptions | None = None
+
+    @classmethod
+    def check_sizes(cls, data: dict[str, Any], limits: LimitsSettings) -> None:
+        check_inputs(data, "prompt", limits)
 
 
 GenerationRequest = ChatCompletionRequest | CompletionRequest

@@ -8,6 +8,7 @@ knowledge-base query API, for `rag.filter` on a chat request, and for virtual mo
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 _LOGICAL = frozenset({"$and", "$or"})
@@ -15,38 +16,62 @@ _EQUALITY = frozenset({"$eq", "$ne"})
 _ORDER = frozenset({"$gt", "$gte", "$lt", "$lte"})
 _MEMBERSHIP = frozenset({"$in", "$nin"})
 _MAX_DEPTH = 8
+# Defaults of limits.max_filter_values and limits.max_filter_clauses (server.settings).
+MAX_FILTER_VALUES = 256
+MAX_FILTER_CLAUSES = 64
 
 
 class FilterError(ValueError):
     """The filter is malformed; the message says where."""
 
 
-def normalize_where(where: Any) -> dict[str, Any] | None:
+@dataclass
+class _Budget:
+    max_values: int
+    max_clauses: int
+    clauses: int = 0
+
+    def ensure(self, path: str, more: int) -> None:
+        """Refuses `more` clauses (before visiting any of them) if they would not fit."""
+        if self.clauses + more > self.max_clauses:
+            raise FilterError(
+                f"{path}: a filter may have at most {self.max_clauses} clauses "
+                "(limits.max_filter_clauses)"
+            )
+
+
+def normalize_where(
+    where: Any, *, max_values: int = MAX_FILTER_VALUES, max_clauses: int = MAX_FILTER_CLAUSES
+) -> dict[str, Any] | None:
     """The filter in Chroma's grammar, or None when there is nothing to filter on."""
     if where is None or where == {}:
         return None
-    return _clause(where, "filter", 0)
+    return _clause(where, "filter", 0, _Budget(max_values, max_clauses))
 
 
-def _clause(node: Any, path: str, depth: int) -> dict[str, Any]:
+def _clause(node: Any, path: str, depth: int, budget: _Budget) -> dict[str, Any]:
     if depth > _MAX_DEPTH:
         raise FilterError(f"{path}: filters nest at most {_MAX_DEPTH} levels deep")
     if not isinstance(node, dict) or not node:
         raise FilterError(f"{path}: expected a non-empty object")
+    budget.ensure(path, 1)
+    budget.clauses += 1
     if len(node) > 1:  # several keys mean all of them, as in MongoDB; Chroma wants it spelled out
-        return {"$and": [_clause({k: v}, path, depth + 1) for k, v in node.items()]}
+        budget.ensure(path, len(node))
+        return {"$and": [_clause({k: v}, path, depth + 1, budget) for k, v in node.items()]}
     ((key, value),) = node.items()
     if not isinstance(key, str) or not key:
         raise FilterError(f"{path}: keys must be non-empty strings")
     if key in _LOGICAL:
         if not isinstance(value, list) or not value:
             raise FilterError(f"{path}.{key}: expected a non-empty list of filters")
-        parts = [_clause(v, f"{path}.{key}[{i}]", depth + 1) for i, v in enumerate(value)]
+        budget.ensure(f"{path}.{key}", len(value))
+        parts = [_clause(v, f"{path}.{key}[{i}]", depth + 1, budget) for i, v in enumerate(value)]
         # Chroma insists on two or more; one clause means itself.
         return parts[0] if len(parts) == 1 else {key: parts}
     if key.startswith("$"):
         raise FilterError(f"{path}: unknown operator {key!r} (use $and or $or, or a field name)")
-    return {key: _condition(value, f"{path}.{key}")}
+    return {key: _condition(value, f"{path}.{key}", budget.max_values)}
 
 
 def _is_scalar(value: Any) -> bool:
@@ -57,7 +82,7 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _condition(value: Any, path: str) -> Any:
+def _condition(value: Any, path: str, max_values: int) -> Any:
     if _is_scalar(value):
         return value
     if not isinstance(value, dict) or len(value) != 1:
@@ -65,6 +90,10 @@ def _condition(value: Any, path: str) -> Any:
             f"{path}: expected a string, number or boolean, or one operator such as {{'$gt': 3}}"
         )
     ((op, operand),) = value.items()
+    if op in _MEMBERSHIP and isinstance(operand, list) and len(operand) > max_values:
+        raise FilterError(
+            f"{path}.{op}: at most {max_values} values are allowed (limits.max_filter_values)"
+        )
     if op in _EQUALITY and _is_scalar(operand):
         return value
     if op in _ORDER and _is_number(operand):

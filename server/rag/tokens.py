@@ -45,12 +45,16 @@ def _parsed(content: bytes) -> tuple[int, int]:
 
 
 class WorkerTokenCounter:
-    def __init__(self, upstream: UpstreamClient):
+    def __init__(self, upstream: UpstreamClient, concurrency: int = 16):
         self._upstream = upstream
+        # Bounds the gateway's /tokenize calls in flight (a RAG chat asks once per passage):
+        # a burst of RAG chats cannot take the request pool's connections.
+        self._slots = asyncio.Semaphore(concurrency)
 
     async def _tokenize(self, route: Route, body: dict[str, Any]) -> tuple[int, int]:
         url = route.backend.url + "/tokenize"
-        reply = await self._upstream.post(url, orjson.dumps(body), route.headers)
+        async with self._slots:
+            reply = await self._upstream.post(url, orjson.dumps(body), route.headers)
         reply.raise_for_status()
         return _parsed(reply.content)
 

@@ -15,9 +15,10 @@ import orjson
 
 from router.types import WorkerKind
 from server.errors import InvalidRequest
-from server.protocol.common import parse_body
+from server.protocol.common import parse_request
 from server.protocol.embeddings import EmbeddingRequest
 from server.services.catalog import Catalog
+from server.settings import LimitsSettings
 from server.upstream.client import Reply, UpstreamClient
 
 # Decoding this many tokens or more is moved off the event loop.
@@ -40,14 +41,21 @@ def _decode(decoder: TokenDecoder, batch: list[list[int]]) -> list[str]:
 
 
 class EmbeddingService:
-    def __init__(self, catalog: Catalog, upstream: UpstreamClient, decoder: TokenDecoder):
+    def __init__(
+        self,
+        catalog: Catalog,
+        upstream: UpstreamClient,
+        decoder: TokenDecoder,
+        limits: LimitsSettings | None = None,
+    ):
+        self._limits = limits if limits is not None else LimitsSettings()
         self._catalog = catalog
         self._upstream = upstream
         self._decoder = decoder
 
     async def embed(self, raw: bytes, request_id: str) -> tuple[str, Reply]:
         """Returns the model asked for (for metrics) and the worker's reply."""
-        data, request = parse_body(raw, EmbeddingRequest)
+        data, request = await parse_request(raw, EmbeddingRequest, self._limits)
         route = self._catalog.route(WorkerKind.EMBEDDING, request.model, request_id)
         changed = route.served_model != request.model
         if changed:

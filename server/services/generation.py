@@ -29,7 +29,7 @@ from server.errors import (
 )
 from server.observability.metrics import GatewayMetrics
 from server.observability.record import RequestRecord
-from server.protocol.common import parse_body
+from server.protocol.common import parse_request
 from server.protocol.generation import ChatCompletionRequest, CompletionRequest
 from server.services.catalog import Catalog, Route
 from server.services.rag_chat import RagChat, RagOutcome
@@ -119,13 +119,14 @@ class GenerationService:
         self._loads = loads
         self._retries = settings.retries
         self._routing = settings.routing
+        self._limits = settings.limits
         self._metrics = metrics
         self._rag = rag
 
     async def prepare(
         self, endpoint: Endpoint, raw: bytes, request_id: str, session_header: str | None = None
     ) -> Prepared:
-        data, request = parse_body(raw, endpoint.request_model)
+        data, request = await parse_request(raw, endpoint.request_model, self._limits)
         stream = bool(request.stream)
         rag = None
         if endpoint is Endpoint.CHAT and self._rag is not None:

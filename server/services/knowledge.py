@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import time
 from collections.abc import Mapping
@@ -14,7 +13,7 @@ import orjson
 from router.pool import WorkerPool
 from router.types import WorkerKind
 from server.errors import DocumentNotFound, InvalidRequest, ModelNotFound, PayloadTooLarge
-from server.protocol.common import parse_body
+from server.protocol.common import parse_request
 from server.protocol.knowledge import (
     AddDocument,
     CreateKnowledgeBase,
@@ -23,7 +22,8 @@ from server.protocol.knowledge import (
 )
 from server.rag.filters import FilterError, normalize_where
 from server.rag.ingest import DocumentInput, Ingestor
-from server.rag.parsers import file_kind, parse_file
+from server.rag.parse_pool import ParserPool
+from server.rag.parsers import file_kind
 from server.rag.records import (
     DOCUMENT_ID,
     POSITION,
@@ -36,7 +36,7 @@ from server.rag.records import (
 from server.rag.retriever import Retriever
 from server.rag.store import ChromaStore
 from server.services.catalog import Catalog
-from server.settings import RagSettings
+from server.settings import LimitsSettings, RagSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,9 +47,16 @@ class FileUpload:
     fields: Mapping[str, str] = field(default_factory=dict)
 
 
-def where_filter(value: Any, param: str) -> dict[str, Any] | None:
+def where_filter(
+    value: Any, param: str, limits: LimitsSettings | None = None
+) -> dict[str, Any] | None:
+    limits = limits or LimitsSettings()
     try:
-        return normalize_where(value)
+        return normalize_where(
+            value,
+            max_values=limits.max_filter_values,
+            max_clauses=limits.max_filter_clauses,
+        )
     except FilterError as exc:
         raise InvalidRequest(f"Invalid filter: {exc}.", param=param, code="invalid_filter") from exc
 
@@ -80,7 +87,12 @@ class KnowledgeService:
         retriever: Retriever,
         catalog: Catalog,
         pool: WorkerPool,
+        *,
+        parsers: ParserPool,
+        limits: LimitsSettings,
     ):
+        self._parsers = parsers
+        self._limits = limits
         self._settings = settings
         self._store = store
         self._ingestor = ingestor
@@ -111,7 +123,7 @@ class KnowledgeService:
             raise
 
     async def create(self, raw: bytes, request_id: str) -> dict[str, Any]:
-        _, request = parse_body(raw, CreateKnowledgeBase)
+        _, request = await parse_request(raw, CreateKnowledgeBase, self._limits)
         size = request.chunk_tokens or self._settings.chunk_tokens
         overlap = request.chunk_overlap
         if overlap is None:
@@ -133,6 +145,10 @@ class KnowledgeService:
     async def all(self) -> dict[str, Any]:
         return {"object": "list", "data": [kb.card() for kb in await self._store.all()]}
 
+    async def require(self, name: str) -> None:
+        """404 unless the knowledge base exists: checked before an upload is read or parsed."""
+        await self._store.get(name)
+
     async def get(self, name: str) -> dict[str, Any]:
         kb = await self._store.get(name)
         return kb.card(chunks=await self._store.count(name))
@@ -142,7 +158,7 @@ class KnowledgeService:
         return {"id": name, "object": "knowledge_base.deleted", "deleted": True}
 
     async def add_text(self, name: str, raw: bytes, request_id: str) -> dict[str, Any]:
-        _, request = parse_body(raw, AddDocument)
+        _, request = await parse_request(raw, AddDocument, self._limits)
         doc_id = request.id or "text-" + hashlib.sha256(request.text.encode()).hexdigest()[:16]
         document = DocumentInput(
             _check_document_id(doc_id),
@@ -157,7 +173,7 @@ class KnowledgeService:
         if not upload.data:
             raise InvalidRequest("The uploaded file is empty.", param="file", code="empty_document")
         kind = file_kind(upload.filename, upload.media_type)
-        parsed = await asyncio.to_thread(parse_file, kind, upload.data)
+        parsed = await self._parsers.parse(kind, upload.data)
         form = {
             "id": upload.fields.get("id") or upload.filename or None,
             "text": parsed.text,
@@ -178,6 +194,7 @@ class KnowledgeService:
             raise PayloadTooLarge(f"The document's text is larger than {limit} bytes.")
         if not document.text.strip():
             raise InvalidRequest("The document has no text.", param="text", code="empty_document")
+        _check_metadata_size(document.metadata, self._limits)
         bad = sorted(k for k in document.metadata if k in RESERVED_KEYS or ":" in k)
         if bad:
             raise InvalidRequest(
@@ -222,8 +239,8 @@ class KnowledgeService:
         return {"id": document_id, "object": "knowledge_base.document.deleted", "deleted": True}
 
     async def query(self, name: str, raw: bytes, request_id: str) -> dict[str, Any]:
-        _, request = parse_body(raw, QueryKnowledgeBase)
-        where = where_filter(request.where, "where")
+        _, request = await parse_request(raw, QueryKnowledgeBase, self._limits)
+        where = where_filter(request.where, "where", self._limits)
         kb = await self._store.get(name)
         found = await self._retriever.retrieve(
             kb,
@@ -234,6 +251,28 @@ class KnowledgeService:
             request_id=request_id,
         )
         return {"object": "list", "knowledge_base": name, "data": [c.card() for c in found]}
+
+
+def _check_metadata_size(metadata: Mapping[str, Any], limits: LimitsSettings) -> None:
+    """Metadata is copied into every chunk (filters match chunks), so its size is capped."""
+    total = 0
+    for key, value in metadata.items():
+        size = len(value.encode()) if isinstance(value, str) else 8
+        if size > limits.max_metadata_value_bytes:
+            raise InvalidRequest(
+                f"Metadata value `{key[:100]}` is {size} bytes; at most "
+                f"{limits.max_metadata_value_bytes} are allowed (limits.max_metadata_value_bytes).",
+                param="metadata",
+                code="metadata_too_large",
+            )
+        total += len(key.encode()) + size
+    if total > limits.max_metadata_bytes:
+        raise InvalidRequest(
+            f"The document's metadata is {total} bytes; at most {limits.max_metadata_bytes} are "
+            "allowed (limits.max_metadata_bytes).",
+            param="metadata",
+            code="metadata_too_large",
+        )
 
 
 def _form_metadata(text: str | None) -> Any:

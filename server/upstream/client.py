@@ -59,10 +59,25 @@ class UpstreamClient:
             headers=_DEFAULT_HEADERS,
             trust_env=False,
         )
+        # Health probes and /metrics scrapes get a small pool of their own: when every request
+        # connection is busy (stalled streams, RAG fan-out), probes still reach the workers.
+        probe_limits = httpx.Limits(
+            max_connections=settings.limits.probe_connections,
+            max_keepalive_connections=settings.limits.probe_connections,
+            keepalive_expiry=settings.upstream.keepalive_expiry,
+        )
+        self._probes = httpx.AsyncClient(
+            transport=transport or AiohttpTransport(limits=probe_limits),
+            timeout=timeout,
+            limits=probe_limits,
+            headers=_DEFAULT_HEADERS,
+            trust_env=False,
+        )
         self._extensions = {"timeout": timeout.as_dict()}
         self._urls: dict[str, httpx.URL] = {}
 
     async def aclose(self) -> None:
+        await self._probes.aclose()
         await self._client.aclose()
 
     def _request(self, url: str, body: bytes, headers: Mapping[str, str]) -> httpx.Request:
@@ -116,7 +131,7 @@ class UpstreamClient:
     async def get_json(self, url: str, *, time_limit: float) -> Any:
         """GET a JSON document (health probes, /v1/models)."""
         with upstream_errors(url):
-            response = await self._client.get(url, timeout=time_limit)
+            response = await self._probes.get(url, timeout=time_limit)
         if response.status_code != 200:
             raise UpstreamStatus(
                 response.status_code, response.content, response.headers.get("content-type")
@@ -129,7 +144,7 @@ class UpstreamClient:
     async def get_text(self, url: str, *, time_limit: float) -> str:
         """GET a text document (a worker's Prometheus /metrics)."""
         with upstream_errors(url):
-            response = await self._client.get(url, timeout=time_limit)
+            response = await self._probes.get(url, timeout=time_limit)
         if response.status_code != 200:
             raise UpstreamStatus(
                 response.status_code, response.content, response.headers.get("content-type")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import pytest
 from starlette.requests import Request
@@ -59,3 +60,57 @@ async def test_a_cancel_from_elsewhere_is_not_a_disconnect() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_a_stream_whose_client_stops_reading_is_dropped_and_its_events_closed() -> None:
+    from server.api.edge import EventStream
+
+    closed = asyncio.Event()
+
+    async def events() -> AsyncIterator[bytes]:
+        try:
+            for i in range(1000):
+                yield b"data: %d\n\n" % i
+        finally:
+            closed.set()  # where the upstream request is closed
+
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+        if len(sent) > 3:
+            await asyncio.Event().wait()  # the client's socket is full: this send never ends
+
+    async def receive() -> Message:
+        await asyncio.Event().wait()
+        return {"type": "http.disconnect"}
+
+    stream = EventStream(events(), ping=0, send_timeout=0.2)
+    scope = {"type": "http", "method": "GET", "path": "/", "headers": []}
+    await asyncio.wait_for(stream(scope, receive, send), 5)
+    assert closed.is_set()
+    assert len(sent) == 4
+
+
+async def test_a_stream_that_is_read_is_not_dropped() -> None:
+    from server.api.edge import EventStream
+
+    async def events() -> AsyncIterator[bytes]:
+        for i in range(5):
+            await asyncio.sleep(0.1)  # slower than the timeout in total, never stuck
+            yield b"data: %d\n\n" % i
+
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async def receive() -> Message:
+        await asyncio.Event().wait()
+        return {"type": "http.disconnect"}
+
+    stream = EventStream(events(), ping=0, send_timeout=0.2)
+    scope = {"type": "http", "method": "GET", "path": "/", "headers": []}
+    await asyncio.wait_for(stream(scope, receive, send), 5)
+    assert sent[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
+    assert len(sent) == 7
