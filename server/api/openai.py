@@ -32,11 +32,14 @@ async def _generate(request: Request, endpoint: Endpoint) -> Response:
     prepared = await gateway.generation.prepare(endpoint, raw, request.state.request_id, session)
     request.state.record.model = gateway.catalog.label(prepared.model)
     if prepared.stream:
-        events = await until_disconnect(
+        relayed = await until_disconnect(
             request, gateway.generation.stream(prepared, request.state.record)
         )
         return EventStream(
-            events, ping=gateway.settings.stream.ping_interval, headers=prepared.headers
+            relayed.events,
+            ping=gateway.settings.stream.ping_interval,
+            sep=relayed.line.decode(),
+            headers=prepared.headers,
         )
     reply = await until_disconnect(
         request, gateway.generation.unary(prepared, request.state.record)

@@ -37,7 +37,7 @@ from server.services.routing import prompt_prefix, session_key
 from server.services.usage import StreamTap, usage_of
 from server.settings import RagwaySettings
 from server.upstream.client import Reply, UpstreamClient
-from server.upstream.sse import DONE_EVENT, EventCutter, data_event
+from server.upstream.sse import EventCutter, data_event, done_event
 
 log = logging.getLogger("ragway.generation")
 
@@ -91,6 +91,15 @@ def _retryable(exc: UpstreamError) -> bool:
     if isinstance(exc, UpstreamStatus):
         return exc.upstream_status in _RETRYABLE_STATUSES
     return exc.retryable
+
+
+@dataclass(frozen=True, slots=True)
+class Relayed:
+    """An open stream: its events, and its line ending (the worker's framing), which ragway's
+    own events and pings use too."""
+
+    events: AsyncIterator[bytes]
+    line: bytes
 
 
 @dataclass
@@ -170,7 +179,7 @@ class GenerationService:
             record.usage(usage_of(reply.content))
         return prepared.rag.reply_with_sources(reply) if prepared.rag is not None else reply
 
-    async def stream(self, prepared: Prepared, record: RequestRecord) -> AsyncIterator[bytes]:
+    async def stream(self, prepared: Prepared, record: RequestRecord) -> Relayed:
         """Open the upstream stream and wait for its first whole event.
 
         Anything that fails before that raises (after failing over to other workers), so the
@@ -183,10 +192,11 @@ class GenerationService:
             return self._open(prepared, route)
 
         opened = await self._failover(prepared, attempt)
-        tap = StreamTap(record, prepared.strip_usage)
+        line = opened.cutter.line
+        tap = StreamTap(record, prepared.strip_usage, line)
         first = tap(opened.first)
         if prepared.rag is not None:
-            first = prepared.rag.first_events_with_sources(first)
+            first = prepared.rag.first_events_with_sources(first, line)
         worker = record.worker
 
         def broke(exc: UpstreamError) -> None:
@@ -198,7 +208,7 @@ class GenerationService:
                 exc.message,
             )
 
-        return _relay(opened.stack, first, opened.chunks, opened.cutter, tap, broke)
+        return Relayed(_relay(opened.stack, first, opened.chunks, opened.cutter, tap, broke), line)
 
     async def _open(self, prepared: Prepared, route: Route) -> _Opened:
         stack = AsyncExitStack()
@@ -298,5 +308,4 @@ async def _relay(
             )
         if failure is not None:
             broke(failure)
-            yield data_event(failure.body())
-            yield DONE_EVENT
+            yield data_event(failure.body(), cutter.line) + done_event(cutter.line)
