@@ -16,6 +16,7 @@ from lightkube import AsyncClient
 from router.load import LoadTracker
 from router.pool import WorkerPool
 from server.discovery import KubernetesDiscovery
+from server.drain import Drain
 from server.observability.metrics import GatewayMetrics
 from server.rag.chunking import Chunker
 from server.rag.embedder import WorkerEmbedder
@@ -52,10 +53,15 @@ def build_lifespan(
     token_decoder: TokenDecoder | None = None,
     retriever: Retriever | None = None,
     kube_client: AsyncClient | None = None,
+    drain: Drain | None = None,
 ) -> Lifespan:
+    draining = drain if drain is not None else Drain(settings.shutdown.grace)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         async with AsyncExitStack() as stack:
+            draining.bind()
+            stack.callback(draining.close)
             upstream = UpstreamClient(settings, upstream_transport)
             stack.push_async_callback(upstream.aclose)
             shared = await open_shared_state(settings.state)
@@ -126,6 +132,7 @@ def build_lifespan(
                 ),
                 embeddings=EmbeddingService(catalog, upstream, decoder),
                 knowledge=KnowledgeService(settings.rag, store, ingestor, found, catalog, pool),
+                drain=draining,
             )
             yield {"ragway": state}
 

@@ -152,6 +152,14 @@ class StreamSettings(_Section):
     ping_interval: Annotated[float, Field(ge=0)] = 15.0
 
 
+class ShutdownSettings(_Section):
+    """What SIGTERM does: see server/drain.py and the README's operations section."""
+
+    # Seconds in-flight requests and streams get to finish after SIGTERM; streams still running
+    # then end with an in-band error event. Keep it below the pod's grace period minus preStop.
+    grace: Annotated[float, Field(ge=0)] = 25.0
+
+
 class StateSettings(_Section):
     """State shared by gateway replicas. Unset `redis_url`: every replica keeps its own, in
     process (or in its data directory)."""
@@ -266,6 +274,7 @@ class RagwaySettings(BaseSettings):
     routing: RoutingSettings = RoutingSettings()
     retries: RetrySettings = RetrySettings()
     stream: StreamSettings = StreamSettings()
+    shutdown: ShutdownSettings = ShutdownSettings()
     # Largest request body the gateway reads, in bytes.
     max_body_bytes: Annotated[int, Field(ge=1024)] = 16 * 1024 * 1024
     rag: RagSettings = RagSettings()

@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
+import anyio
 import orjson
 from sse_starlette import EventSourceResponse
 from starlette.requests import Request
@@ -29,6 +30,11 @@ class EventStream(EventSourceResponse):
             await send(message)
         else:
             await super()._send_with_timeout(send, message)
+
+    async def _listen_for_exit_signal_with_grace(self) -> None:
+        """Never ends the stream: sse-starlette would cancel every stream the moment the server
+        begins to exit. server/drain.py gives them their grace and ends them in-band instead."""
+        await anyio.sleep_forever()
 
 
 def json_response(content: Any, status: int = 200) -> Response:

@@ -36,7 +36,7 @@ async def _generate(request: Request, endpoint: Endpoint) -> Response:
             request, gateway.generation.stream(prepared, request.state.record)
         )
         return EventStream(
-            relayed.events,
+            gateway.drain.guard(relayed.events, relayed.line),
             ping=gateway.settings.stream.ping_interval,
             sep=relayed.line.decode(),
             headers=prepared.headers,

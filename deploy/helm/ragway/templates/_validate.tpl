@@ -9,6 +9,7 @@ names the value to change. Included once, from the gateway ConfigMap, which is a
 {{- include "ragway.validate.aliases" . }}
 {{- include "ragway.validate.autoscaling" (dict "ctx" . "workers" $workers) }}
 {{- include "ragway.validate.embedding" . }}
+{{- include "ragway.validate.shutdown" . }}
 {{- if and .Values.httpRoute.enabled (not .Values.httpRoute.parentRefs) }}
 {{- fail "ragway: httpRoute.enabled needs httpRoute.parentRefs (the Gateway the route attaches to)" }}
 {{- end }}
@@ -89,5 +90,16 @@ names the value to change. Included once, from the gateway ConfigMap, which is a
 {{- if not (hasPrefix "/models/" $e.model.path) }}
 {{- fail "ragway: with embedding.model.source pvc, embedding.model.path must be under /models/ (where the claim is mounted)" }}
 {{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The pod must outlive the preStop sleep, the drain's grace and the exit, or the kubelet's
+SIGKILL cuts the streams the drain was keeping alive. */}}
+{{- define "ragway.validate.shutdown" -}}
+{{- $g := .Values.gateway }}
+{{- $grace := (($g.config).shutdown).grace | default 25.0 | float64 }}
+{{- $needed := addf (float64 $g.preStopSleepSeconds) $grace 2.0 }}
+{{- if ge $needed (float64 $g.terminationGracePeriodSeconds) }}
+{{- fail (printf "ragway: gateway.preStopSleepSeconds (%v) + gateway.config.shutdown.grace (%v) + 2 s to exit must stay below gateway.terminationGracePeriodSeconds (%v); lower the grace or raise the period" $g.preStopSleepSeconds $grace $g.terminationGracePeriodSeconds) }}
 {{- end }}
 {{- end }}
