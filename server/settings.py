@@ -222,6 +222,10 @@ class RagSettings(_Section):
     # Embedded Chroma persists under DATA_DIR/chroma, unless `chroma_url` names a Chroma server.
     data_dir: Path = Path("~/.cache/ragway")
     chroma_url: HttpUrl | None = None
+    # Sent as `Authorization: Bearer ...` to a Chroma server that needs a token.
+    chroma_token: SecretStr | None = None
+    # Bounds every vector-store call (connecting included): a hung Chroma costs a 503 after this.
+    store_timeout: PositiveSeconds = 10.0
     # For knowledge bases created without one; unset: the one model the embedding workers serve.
     default_embedding_model: str | None = None
     # Chunk size and overlap in tokens (tiktoken cl100k_base), defaults for new knowledge bases.

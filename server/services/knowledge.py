@@ -88,6 +88,9 @@ class KnowledgeService:
         self._catalog = catalog
         self._pool = pool
 
+    def store_health(self) -> dict[str, Any]:
+        return self._store.health()
+
     def _embedding_model(self, asked: str | None, request_id: str) -> str:
         model = asked or self._settings.default_embedding_model
         if model is None:
