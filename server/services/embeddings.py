@@ -1,4 +1,5 @@
-"""Embeddings: normalise the input, pick an embedding worker, relay its answer.
+"""Embeddings: normalise the input, pick an embedding worker, relay its answer (through the
+same load tracking, failover and ejection as chat: server/services/dispatch.py).
 
 Token-id input needs care. LangChain's `OpenAIEmbeddings` splits and tokenises text with
 tiktoken's `cl100k_base` and sends the ids, assuming OpenAI's models share that vocabulary.
@@ -18,8 +19,10 @@ from server.errors import InvalidRequest
 from server.protocol.common import parse_body
 from server.protocol.embeddings import EmbeddingRequest
 from server.services.catalog import Catalog
-from server.upstream.client import Reply, UpstreamClient
+from server.services.dispatch import Dispatcher, embedding_reroute
+from server.upstream.client import Reply
 
+EMBEDDINGS = "/v1/embeddings"
 # Decoding this many tokens or more is moved off the event loop.
 _INLINE_DECODE_TOKENS = 20_000
 
@@ -40,9 +43,9 @@ def _decode(decoder: TokenDecoder, batch: list[list[int]]) -> list[str]:
 
 
 class EmbeddingService:
-    def __init__(self, catalog: Catalog, upstream: UpstreamClient, decoder: TokenDecoder):
+    def __init__(self, catalog: Catalog, dispatch: Dispatcher, decoder: TokenDecoder):
         self._catalog = catalog
-        self._upstream = upstream
+        self._dispatch = dispatch
         self._decoder = decoder
 
     async def embed(self, raw: bytes, request_id: str) -> tuple[str, Reply]:
@@ -57,7 +60,9 @@ class EmbeddingService:
             data["input"] = texts
             changed = True
         body = orjson.dumps(data) if changed else raw
-        reply = await self._upstream.post(route.backend.url + "/v1/embeddings", body, route.headers)
+        reply = await self._dispatch.post(
+            route, embedding_reroute(self._catalog, request.model, request_id), EMBEDDINGS, body
+        )
         return request.model, reply
 
     async def _texts_from_tokens(
