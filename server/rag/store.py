@@ -22,6 +22,7 @@ from typing import Any, TypeVar, cast
 
 import httpx
 
+from server.background import BackgroundTask
 from server.errors import (
     InvalidRequest,
     KnowledgeBaseExists,
@@ -30,7 +31,8 @@ from server.errors import (
     VectorStoreUnavailable,
 )
 from server.rag.chroma_client import ChromaClient, connect, load_chromadb
-from server.rag.records import KnowledgeBase, Metadata, RetrievedChunk
+from server.rag.records import DOCUMENT_ID, POSITION, KnowledgeBase, Metadata, RetrievedChunk
+from server.rag.versions import current_versions, visible
 from server.settings import RagSettings
 
 T = TypeVar("T")
@@ -40,6 +42,7 @@ T = TypeVar("T")
 PREFIX = "ragway-"
 _RECORD = "ragway:"
 _THREADS = 8  # embedded mode only
+_REMEMBER_RETRY_S = 5.0
 
 
 def _record_metadata(kb: KnowledgeBase) -> dict[str, Any]:
@@ -93,13 +96,26 @@ class ChromaStore:
         # exactly when Chroma cannot be asked.
         self._known: dict[str, KnowledgeBase] = {}
         self._health: dict[str, Any] = {"state": "unknown", "reason": "not used yet"}
+        self._background = BackgroundTask("ragway-chroma-records")
 
     async def prepare(self) -> None:
         """With a Chroma server configured, import chromadb before serving: the first
         knowledge-base call then costs no import, whose seconds hold the GIL and would slow
-        every other request, liveness included."""
+        every other request, liveness included. Then learn every knowledge base's record in
+        the background, so that a restarted gateway knows each one's fail mode even if Chroma
+        goes away before anyone asks."""
         if self._settings.chroma_url is not None:
             await load_chromadb(self._pool)
+            self._background.start(self._remember)
+
+    async def _remember(self) -> None:
+        while True:
+            try:
+                await self.all()
+            except RagwayError:
+                await asyncio.sleep(_REMEMBER_RETRY_S)
+            else:
+                return
 
     @property
     def mode(self) -> str:
@@ -159,6 +175,7 @@ class ChromaStore:
         return await client.get_collection(PREFIX + name, embedding_function=None)
 
     async def aclose(self) -> None:
+        await self._background.aclose()
         client, self._client = self._client, None
         if client is not None:
             close = getattr(client, "close", None)
@@ -268,16 +285,24 @@ class ChromaStore:
             await self._run(delete, name)
 
     async def read(
-        self, name: str, where: dict[str, Any] | None, *, limit: int | None = None, offset: int = 0
+        self,
+        name: str,
+        where: dict[str, Any] | None,
+        *,
+        limit: int | None = None,
+        offset: int = 0,
+        with_text: bool = True,
     ) -> list[RetrievedChunk]:
+        """Chunks as stored, every version (see current_versions for what readers see)."""
+
         async def read(client: ChromaClient) -> list[RetrievedChunk]:
             got = await (await self._collection(client, name)).get(
                 where=where,
                 limit=limit,
                 offset=offset or None,
-                include=["documents", "metadatas"],
+                include=["documents", "metadatas"] if with_text else ["metadatas"],
             )
-            texts = got["documents"] or []
+            texts = got["documents"] or [None] * len(got["ids"])
             metas = got["metadatas"] or []
             return [
                 RetrievedChunk(id_, texts[i] or "", cast(Metadata, metas[i] or {}))
@@ -286,7 +311,23 @@ class ChromaStore:
 
         return await self._run(read, name)
 
+    async def current_versions(self, name: str, document_ids: set[str]) -> dict[str, int]:
+        """Each document's current version (server/rag/versions.py)."""
+        if not document_ids:
+            return {}
+        where = {"$and": [{DOCUMENT_ID: {"$in": sorted(document_ids)}}, {POSITION: 0}]}
+        return current_versions(await self.read(name, where, with_text=False))
+
     async def query(
+        self, name: str, vector: Sequence[float], top_k: int, where: dict[str, Any] | None
+    ) -> list[RetrievedChunk]:
+        """The `top_k` nearest chunks of current document versions. Twice as many are asked
+        for, so that a document caught mid-write (two versions) still leaves `top_k`."""
+        found = await self._nearest(name, vector, 2 * top_k, where)
+        current = await self.current_versions(name, {c.document_id for c in found})
+        return visible(found, current)[:top_k]
+
+    async def _nearest(
         self, name: str, vector: Sequence[float], top_k: int, where: dict[str, Any] | None
     ) -> list[RetrievedChunk]:
         async def query(client: ChromaClient) -> list[RetrievedChunk]:
