@@ -24,6 +24,9 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
+import httpx
+
+from server.errors import InvalidRequest, KnowledgeBaseNotFound, RagwayError, VectorStoreUnavailable
 from server.settings import RagSettings
 
 # Both modes are used through the same duck-typed surface (chromadb's AsyncClientAPI and
@@ -92,3 +95,17 @@ class Threaded:
         # ClientAPI does not declare close(); both of chromadb's blocking clients are a Client.
         if isinstance(self._target, Client):
             await asyncio.get_running_loop().run_in_executor(self._pool, self._target.close)
+
+
+def translate(exc: Exception, name: str | None) -> RagwayError | None:
+    """The ragway error for an exception from chromadb, or None for anything else (a bug)."""
+    from chromadb.errors import ChromaError, InvalidArgumentError, NotFoundError
+
+    if isinstance(exc, NotFoundError) and name is not None:
+        return KnowledgeBaseNotFound(name)
+    if isinstance(exc, InvalidArgumentError | ValueError):
+        # Chroma's own validation (filters, metadata, a vector of the wrong dimension).
+        return InvalidRequest(f"The vector store refused the request: {exc}")
+    if isinstance(exc, ChromaError | httpx.HTTPError | OSError | RuntimeError):
+        return VectorStoreUnavailable(f"The vector store failed: {type(exc).__name__}: {exc}")
+    return None

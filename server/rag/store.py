@@ -20,17 +20,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar, cast
 
-import httpx
-
 from server.background import BackgroundTask
 from server.errors import (
-    InvalidRequest,
     KnowledgeBaseExists,
     KnowledgeBaseNotFound,
     RagwayError,
     VectorStoreUnavailable,
 )
-from server.rag.chroma_client import ChromaClient, connect, load_chromadb
+from server.rag.chroma_client import ChromaClient, connect, load_chromadb, translate
 from server.rag.records import DOCUMENT_ID, POSITION, KnowledgeBase, Metadata, RetrievedChunk
 from server.rag.versions import current_versions, visible
 from server.settings import RagSettings
@@ -70,20 +67,6 @@ def _record(name: str, metadata: dict[str, Any] | None) -> KnowledgeBase | None:
         chunk_overlap=int(meta[f"{_RECORD}chunk_overlap"]),
         created_at=int(meta.get(f"{_RECORD}created_at", 0)),
     )
-
-
-def _translate(exc: Exception, name: str | None) -> RagwayError | None:
-    """The ragway error for an exception from chromadb, or None for anything else (a bug)."""
-    from chromadb.errors import ChromaError, InvalidArgumentError, NotFoundError
-
-    if isinstance(exc, NotFoundError) and name is not None:
-        return KnowledgeBaseNotFound(name)
-    if isinstance(exc, InvalidArgumentError | ValueError):
-        # Chroma's own validation (filters, metadata, a vector of the wrong dimension).
-        return InvalidRequest(f"The vector store refused the request: {exc}")
-    if isinstance(exc, ChromaError | httpx.HTTPError | OSError | RuntimeError):
-        return VectorStoreUnavailable(f"The vector store failed: {type(exc).__name__}: {exc}")
-    return None
 
 
 class ChromaStore:
@@ -161,7 +144,7 @@ class ChromaStore:
                 self._outcome(exc.message)
             raise
         except Exception as exc:
-            mapped = _translate(exc, name)
+            mapped = translate(exc, name)
             if mapped is None:
                 raise
             if isinstance(mapped, VectorStoreUnavailable):
