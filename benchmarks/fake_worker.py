@@ -42,6 +42,8 @@ class WorkerConfig:
     tokens_per_s: float = 0.0
     delay_ms: float = 0.0
     dims: int = 384
+    # SSE line ending: LF like vLLM, or CRLF / CR (tests of ragway's SSE framing).
+    line_ending: bytes = b"\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +134,8 @@ class FakeWorker:
                 self.served += 1
         elif path == "/v1/embeddings":
             await _respond(send, 200, self._embeddings(await _read_body(receive)))
+        elif path == "/tokenize":
+            await _respond(send, 200, _tokenize(await _read_body(receive)))
         elif path == "/health":
             await _respond(send, 200, b"")
         elif path == "/v1/models":
@@ -184,12 +188,13 @@ class FakeWorker:
         await send({"type": "http.response.start", "status": 200, "headers": _SSE})
         await self._pause(self.config.delay_ms / 1000)
         event = b"data: " + head + b'"choices":['
+        blank = self.config.line_ending * 2
 
         async def emit(choice: bytes) -> None:
             await send(
                 {
                     "type": "http.response.body",
-                    "body": event + choice + b"]}\n\n",
+                    "body": event + choice + b"]}" + blank,
                     "more_body": True,
                 }
             )
@@ -202,9 +207,9 @@ class FakeWorker:
             await emit(kind.token_choice)
         await emit(kind.last_choice)
         if usage:
-            tail = b"data: " + head + b'"choices":[],' + usage + b"}\n\n"
+            tail = b"data: " + head + b'"choices":[],' + usage + b"}" + blank
             await send({"type": "http.response.body", "body": tail, "more_body": True})
-        await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
+        await send({"type": "http.response.body", "body": b"data: [DONE]" + blank})
 
     def _embeddings(self, raw: bytes) -> bytes:
         request = orjson.loads(raw)
@@ -230,6 +235,17 @@ class FakeWorker:
             f"vllm:num_requests_waiting{labels} 0\n"
             f"vllm:kv_cache_usage_perc{labels} 0.0\n"
         ).encode()
+
+
+def _tokenize(raw: bytes) -> bytes:
+    """vLLM's /tokenize, roughly: a word is a token (RAG's token budget asks for counts)."""
+    request = orjson.loads(raw)
+    if "messages" in request:
+        text = " ".join(str(m.get("content", "")) for m in request["messages"])
+    else:
+        text = str(request.get("prompt", ""))
+    count = len(text.split())
+    return orjson.dumps({"count": count, "max_model_len": 8192, "tokens": [0] * count})
 
 
 async def _read_body(receive: Receive) -> bytes:
@@ -260,6 +276,9 @@ def _header(scope: Scope, name: bytes) -> str | None:
 _DEFAULT = WorkerConfig()
 
 
+_LINE_ENDINGS = {"lf": b"\n", "crlf": b"\r\n", "cr": b"\r"}
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.fake_worker", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
@@ -270,13 +289,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tokens-per-s", type=float, default=0.0, help="per stream; 0: unpaced")
     parser.add_argument("--delay-ms", type=float, default=0.0, help="time to the first token")
     parser.add_argument("--dims", type=int, default=_DEFAULT.dims, help="embedding size")
+    parser.add_argument("--line-ending", choices=list(_LINE_ENDINGS), default="lf",
+                        help="SSE framing")  # fmt: skip
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     config = WorkerConfig(
-        args.model, args.embedding_model, args.tokens, args.tokens_per_s, args.delay_ms, args.dims
+        args.model,
+        args.embedding_model,
+        args.tokens,
+        args.tokens_per_s,
+        args.delay_ms,
+        args.dims,
+        _LINE_ENDINGS[args.line_ending],
     )
     uvicorn.run(
         FakeWorker(config),

@@ -111,6 +111,8 @@ def _gateway_settings(args: argparse.Namespace) -> dict[str, object]:
             **dict.fromkeys(EMBEDDING_ALIASES, EMBEDDING_MODEL),
         },
         "health": {"interval": 2.0, "timeout": 2.0},
+        # Ctrl-C: streams get this long to finish (well within Stack.stop's 20 s per process).
+        "shutdown": {"grace": 10.0},
         # Knowledge bases: embedded Chroma under the data directory.
         "rag": {"data_dir": str(args.data_dir), "default_embedding_model": EMBEDDING_MODEL},
     }

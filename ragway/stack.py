@@ -144,13 +144,13 @@ class Stack:
             time.sleep(poll)
 
     def stop(self, grace: float = 20.0) -> None:
-        """SIGTERM every child's process group (last started first), then SIGKILL stragglers."""
+        """SIGTERM each child's process group, last started first, waiting up to `grace` for
+        each before SIGKILL. One at a time: the gateway (started last) drains its streams
+        while the workers behind it still answer (server/drain.py)."""
         for child in reversed(self._children):
             _signal_group(child.process, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        for child in reversed(self._children):
             try:
-                child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+                child.process.wait(timeout=grace)
             except subprocess.TimeoutExpired:
                 self.say(f"{child.spec.name}: did not stop in {grace:.0f} s, killing it")
             _signal_group(child.process, signal.SIGKILL)  # whatever it left behind

@@ -50,7 +50,12 @@ class LoadTracker:
         try:
             yield
         finally:
-            self._in_flight[worker_id] -= 1
+            # At zero the entry goes, so a worker that left the pool leaves nothing behind.
+            left = self._in_flight[worker_id] - 1
+            if left:
+                self._in_flight[worker_id] = left
+            else:
+                del self._in_flight[worker_id]
 
     def in_flight(self, worker_id: str) -> int:
         return self._in_flight.get(worker_id, 0)

@@ -99,6 +99,9 @@ class WorkerPool:
         if state is not None:
             state.health.succeeded()
 
+    def has(self, worker_id: str) -> bool:
+        return worker_id in self._workers
+
     def is_up(self, worker_id: str) -> bool:
         state = self._workers.get(worker_id)
         return state is not None and state.health.up

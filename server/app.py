@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from server.api import knowledge, openai, ops
 from server.api.errors import install_error_handlers
+from server.drain import Drain, DrainGate
 from server.lifespan import build_lifespan
 from server.middleware import RequestContextMiddleware
 from server.observability.metrics import GatewayMetrics
@@ -26,8 +27,12 @@ def create_app(
     token_decoder: TokenDecoder | None = None,
     retriever: Retriever | None = None,
     kube_client: AsyncClient | None = None,
+    drain: Drain | None = None,
 ) -> FastAPI:
+    """`drain` is what the server's SIGTERM handler starts (server/__main__.py); it is also
+    `app.state.drain`."""
     metrics = GatewayMetrics(registry if registry is not None else CollectorRegistry())
+    drain = drain if drain is not None else Drain(settings.shutdown.grace)
     app = FastAPI(
         title="ragway",
         summary="OpenAI-compatible gateway over vLLM workers",
@@ -38,11 +43,14 @@ def create_app(
             token_decoder=token_decoder,
             retriever=retriever,
             kube_client=kube_client,
+            drain=drain,
         ),
     )
+    app.state.drain = drain
     install_error_handlers(app, metrics)
     app.include_router(openai.router)
     app.include_router(knowledge.router)
     app.include_router(ops.router)
+    app.add_middleware(DrainGate, drain=drain)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     return app

@@ -73,12 +73,14 @@ class KubernetesDiscovery:
         static: Sequence[Backend],
         client: AsyncClient,
         on_added: Callable[[list[str]], Awaitable[None]],
+        on_removed: Callable[[list[str]], None] | None = None,
     ):
         self._settings = settings
         self._pool = pool
         self._static = list(static)
         self._client = client
         self._on_added = on_added
+        self._on_removed = on_removed
         self._slices: dict[str, dict[str, Any]] = {}
         self._background = BackgroundTask("ragway-discovery")
 
@@ -91,6 +93,8 @@ class KubernetesDiscovery:
         added, removed = self._pool.sync([*self._static, *discovered])
         if added or removed:
             log.info("workers added %s, removed %s", added, removed)
+        if removed and self._on_removed is not None:
+            self._on_removed(removed)
         if added:
             await self._on_added(added)
 

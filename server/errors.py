@@ -184,3 +184,12 @@ class RetrievalUnavailable(RagwayError):
     type_ = "server_error"
     default_code = "retrieval_unavailable"
     error_type = "retrieval_unavailable"
+
+
+class ShuttingDown(RagwayError):
+    """The gateway is draining (SIGTERM): no new work, and streams cut when the grace ends."""
+
+    status = 503
+    type_ = "server_error"
+    default_code = "server_shutting_down"
+    error_type = "shutting_down"

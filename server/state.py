@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from router.pool import WorkerPool
+from server.drain import Drain
 from server.observability.metrics import GatewayMetrics
 from server.services.catalog import Catalog
 from server.services.embeddings import EmbeddingService
@@ -28,6 +29,7 @@ class GatewayState:
     generation: GenerationService
     embeddings: EmbeddingService
     knowledge: KnowledgeService
+    drain: Drain
 
     def count_upstream_status(self, status: int) -> None:
         """A worker's own 5xx, relayed as-is, still counts as an upstream failure."""

@@ -8,6 +8,7 @@ import logging
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
+import anyio
 import orjson
 from sse_starlette import EventSourceResponse
 from sse_starlette.sse import SendTimeoutError
@@ -80,6 +81,11 @@ class EventStream(EventSourceResponse):
             sender.cancel()
             return
         self._watchdog = self._loop.call_later(self.send_timeout / 2, self._check)
+
+    async def _listen_for_exit_signal_with_grace(self) -> None:
+        """Never ends the stream: sse-starlette would cancel every stream the moment the server
+        begins to exit. server/drain.py gives them their grace and ends them in-band instead."""
+        await anyio.sleep_forever()
 
 
 def json_response(content: Any, status: int = 200) -> Response:

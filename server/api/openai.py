@@ -32,12 +32,13 @@ async def _generate(request: Request, endpoint: Endpoint) -> Response:
     prepared = await gateway.generation.prepare(endpoint, raw, request.state.request_id, session)
     request.state.record.model = gateway.catalog.label(prepared.model)
     if prepared.stream:
-        events = await until_disconnect(
+        relayed = await until_disconnect(
             request, gateway.generation.stream(prepared, request.state.record)
         )
         return EventStream(
-            events,
+            gateway.drain.guard(relayed.events, relayed.line),
             ping=gateway.settings.stream.ping_interval,
+            sep=relayed.line.decode(),
             headers=prepared.headers,
             send_timeout=gateway.settings.limits.stream_send_timeout,
         )

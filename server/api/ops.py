@@ -28,6 +28,8 @@ async def readyz(request: Request) -> Response:
             "status": "ready" if ready else "unready",
             "kinds": {kind.value: up for kind, up in kinds.items()},
             "workers": gateway.pool.snapshot(),
+            # Reported, not required: without Chroma, chat and embeddings still work.
+            "vector_store": gateway.knowledge.store_health(),
         },
         200 if ready else 503,
     )

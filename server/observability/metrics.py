@@ -6,7 +6,11 @@ defines, models some worker serves or an alias names, HTTP status codes, error t
 
 from __future__ import annotations
 
+import contextlib
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from router.types import WorkerKind
 
 # From 5 ms (a cached embedding) to 2 minutes (a long generation on a CPU worker).
 LATENCY_BUCKETS = (
@@ -98,6 +102,11 @@ class GatewayMetrics:
             ("worker",),
             registry=registry,
         )
+        self._per_worker = (
+            self.worker_in_flight,
+            self.worker_queue,
+            self.worker_kv_cache_usage,
+        )
         self.retries = Counter(
             "ragway_retries_total",
             "Requests sent to another (or the same) worker after a failure, by error type.",
@@ -128,3 +137,13 @@ class GatewayMetrics:
             "Retrieved chunks left out of a prompt because they did not fit the token budget.",
             registry=registry,
         )
+
+    def forget_worker(self, worker_id: str) -> None:
+        """A worker left the pool: its `ragway_worker_*` series go with it, so a dashboard
+        never shows a deleted pod's last value."""
+        for kind in WorkerKind:
+            with contextlib.suppress(KeyError):
+                self.worker_up.remove(worker_id, kind.value)
+        for gauge in self._per_worker:
+            with contextlib.suppress(KeyError):
+                gauge.remove(worker_id)

@@ -13,7 +13,7 @@ import orjson
 from router.types import WorkerKind
 from server.errors import UpstreamBadResponse
 from server.services.catalog import Catalog
-from server.upstream.client import UpstreamClient
+from server.services.dispatch import Dispatcher, embedding_reroute
 
 Vector = list[float]
 
@@ -40,13 +40,14 @@ def _vectors(content: bytes, expected: int) -> list[Vector]:
 
 class WorkerEmbedder:
     """Batches inputs (a few batches in flight at once, so the worker's own dynamic batching has
-    work queued) and sends each batch to a worker chosen by the catalog."""
+    work queued) and sends each batch to a worker chosen by the catalog, with the same load
+    tracking, failover and ejection as /v1/embeddings."""
 
     def __init__(
-        self, catalog: Catalog, upstream: UpstreamClient, *, batch: int = 64, in_flight: int = 4
+        self, catalog: Catalog, dispatch: Dispatcher, *, batch: int = 64, in_flight: int = 4
     ):
         self._catalog = catalog
-        self._upstream = upstream
+        self._dispatch = dispatch
         self._batch = batch
         self._in_flight = in_flight
 
@@ -68,6 +69,7 @@ class WorkerEmbedder:
         body = orjson.dumps(
             {"model": route.served_model, "input": list(texts), "encoding_format": "float"}
         )
-        reply = await self._upstream.post(route.backend.url + "/v1/embeddings", body, route.headers)
+        reroute = embedding_reroute(self._catalog, model, request_id)
+        reply = await self._dispatch.post(route, reroute, "/v1/embeddings", body)
         reply.raise_for_status()
         return _vectors(reply.content, len(texts))

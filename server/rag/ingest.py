@@ -1,12 +1,11 @@
-"""Ingesting one document: chunk it, embed the chunks, write them, and remove what a previous
-version of the document left behind.
+"""Ingesting one document: chunk it, embed the chunks, write them as a new version, and then
+delete the versions it replaces.
 
-Chunk ids are deterministic, a hash of (knowledge base, document id, position), so writing a
-document again overwrites its chunks in place rather than adding copies. The new chunks are
-upserted first and only then are the old version's surplus chunks deleted: a crash at any point
-leaves either the old version or the new one (plus, at worst, old tail chunks that the next
-ingest of the document removes). A document is never lost by being re-ingested, and never
-duplicated.
+Writing is atomic for readers (server/rag/versions.py): the new version's chunks carry its
+version and have their own ids, position 0 is written last and marks the version complete,
+readers see only a document's newest complete version, and older versions are deleted only
+after that. A crash at any point leaves the old version visible, or the new one; a document is
+never lost by being re-ingested, never mixed with another version, and never duplicated.
 """
 
 from __future__ import annotations
@@ -24,6 +23,7 @@ from server.rag.embedder import Embedder
 from server.rag.records import (
     CHUNKS,
     CONTENT_SHA256,
+    DOC_VERSION,
     DOCUMENT_ID,
     INGESTED_AT,
     POSITION,
@@ -35,6 +35,7 @@ from server.rag.records import (
     Scalar,
 )
 from server.rag.store import ChromaStore
+from server.rag.versions import current_versions, superseded
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,13 +55,17 @@ class IngestResult:
     removed: int
 
 
-def chunk_id(knowledge_base: str, document_id: str, position: int) -> str:
-    # JSON keeps the parts apart whatever characters they hold.
-    return hashlib.sha256(orjson.dumps([knowledge_base, document_id, position])).hexdigest()[:32]
+def chunk_id(knowledge_base: str, document_id: str, position: int, version: int = 0) -> str:
+    # JSON keeps the parts apart whatever characters they hold. Version 0: chunks written
+    # before versions existed, whose ids had no version.
+    parts: list[object] = [knowledge_base, document_id, position]
+    if version:
+        parts.insert(2, version)
+    return hashlib.sha256(orjson.dumps(parts)).hexdigest()[:32]
 
 
 def chunk_metadata(
-    doc: DocumentInput, chunk: Chunk, total: int, digest: str, now: int
+    doc: DocumentInput, chunk: Chunk, total: int, digest: str, now: int, version: int = 0
 ) -> dict[str, Scalar]:
     meta: dict[str, Scalar] = {
         **doc.metadata,
@@ -70,6 +75,7 @@ def chunk_metadata(
         CHUNKS: total,
         CONTENT_SHA256: digest,
         INGESTED_AT: now,
+        DOC_VERSION: version,
     }
     if doc.title:
         meta[TITLE] = doc.title
@@ -85,6 +91,8 @@ class Ingestor:
         self._chunker = chunker
 
     async def ingest(self, kb: KnowledgeBase, doc: DocumentInput, request_id: str) -> IngestResult:
+        # Taken first: of two concurrent ingests, the later one's version wins.
+        version = time.time_ns()
         chunks = await asyncio.to_thread(
             self._chunker.split, doc.text, kb.chunk_tokens, kb.chunk_overlap
         )
@@ -95,11 +103,13 @@ class Ingestor:
         )
         digest = hashlib.sha256(doc.text.encode()).hexdigest()
         now = int(time.time())
-        ids = [chunk_id(kb.name, doc.id, c.position) for c in chunks]
-        metadatas = [chunk_metadata(doc, c, len(chunks), digest, now) for c in chunks]
-        before = await self._store.ids(kb.name, {DOCUMENT_ID: doc.id})
-        await self._store.upsert(kb.name, ids, vectors, [c.text for c in chunks], metadatas)
-        stale = sorted(set(before) - set(ids))
-        if stale:
-            await self._store.delete_ids(kb.name, stale)
+        ids = [chunk_id(kb.name, doc.id, c.position, version) for c in chunks]
+        metas = [chunk_metadata(doc, c, len(chunks), digest, now, version) for c in chunks]
+        texts = [c.text for c in chunks]
+        # Position 0 last: once it is written, this version is complete (versions.py).
+        await self._store.upsert(kb.name, ids[1:], vectors[1:], texts[1:], metas[1:])
+        await self._store.upsert(kb.name, ids[:1], vectors[:1], texts[:1], metas[:1])
+        stored = await self._store.read(kb.name, {DOCUMENT_ID: doc.id}, with_text=False)
+        stale = superseded(stored, current_versions(stored).get(doc.id, version))
+        await self._store.delete_ids(kb.name, stale)
         return IngestResult(doc.id, len(ids), len(stale))

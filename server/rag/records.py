@@ -22,8 +22,9 @@ CHUNKS = "chunks"
 START = "start"
 CONTENT_SHA256 = "content_sha256"
 INGESTED_AT = "ingested_at"
+DOC_VERSION = "doc_version"  # see server/rag/versions.py
 RESERVED_KEYS = frozenset(
-    {DOCUMENT_ID, POSITION, TITLE, SOURCE, CHUNKS, START, CONTENT_SHA256, INGESTED_AT}
+    {DOCUMENT_ID, POSITION, TITLE, SOURCE, CHUNKS, START, CONTENT_SHA256, INGESTED_AT, DOC_VERSION}
 )
 
 # Chroma's collection names allow these characters; ragway prefixes its own (see store.py).

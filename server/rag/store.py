@@ -1,40 +1,36 @@
 """Knowledge bases on Chroma: one collection per knowledge base, its record in the collection's
 metadata, one entry per chunk.
 
-Chroma runs embedded (`PersistentClient` under `rag.data_dir`) unless `rag.chroma_url` names a
-Chroma server (`HttpClient`), which is the Helm chart's path. The chromadb client blocks, so
-every call runs on this store's own small thread pool: a slow Chroma then cannot starve the
-default executor the rest of the gateway uses. chromadb's HTTP client has no timeout
-(`httpx.Client(timeout=None)` in chromadb/api/fastapi.py), so callers bound their waits with
-asyncio timeouts. The client is made on first use, so a Chroma server that is down when the
-gateway starts costs RAG requests, not the gateway, and a gateway that never uses a knowledge
-base never imports chromadb (seconds). Chroma's exceptions become ragway errors here, at the
-boundary.
+Chroma runs embedded (under `rag.data_dir`) unless `rag.chroma_url` names a Chroma server,
+which is the Helm chart's path; server/rag/chroma_client.py reaches either through one async
+surface. Every call, connecting included, is bounded by `rag.store_timeout`: a Chroma that
+hangs costs a 503 `vector_store_unavailable` after that long, never a stuck request. The client
+is made on first use and again after a failed connection, so a Chroma server that is down when
+the gateway starts costs RAG requests, not the gateway, and calls succeed again as soon as it
+answers, without a restart. The outcome of the last call is the store's health, which
+`/readyz` reports. Chroma's exceptions become ragway errors here, at the boundary.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
-from collections.abc import Callable, Sequence
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import Any, TypeVar, cast
 
-import httpx
-
+from server.background import BackgroundTask
 from server.errors import (
-    InvalidRequest,
     KnowledgeBaseExists,
     KnowledgeBaseNotFound,
     RagwayError,
     VectorStoreUnavailable,
 )
-from server.rag.records import KnowledgeBase, Metadata, RetrievedChunk
+from server.rag.chroma_client import ChromaClient, connect, load_chromadb, translate
+from server.rag.records import DOCUMENT_ID, POSITION, KnowledgeBase, Metadata, RetrievedChunk
+from server.rag.versions import current_versions, visible
 from server.settings import RagSettings
-
-if TYPE_CHECKING:
-    from chromadb.api import ClientAPI
-    from chromadb.api.models.Collection import Collection
 
 T = TypeVar("T")
 
@@ -42,27 +38,8 @@ T = TypeVar("T")
 # with other applications (langchain-chroma, say) never mixes their collections with ours.
 PREFIX = "ragway-"
 _RECORD = "ragway:"
-_THREADS = 8
-
-
-def make_client(settings: RagSettings) -> ClientAPI:
-    # chromadb takes seconds to import: imported here, a gateway that never touches a knowledge
-    # base starts without it.
-    import chromadb
-    from chromadb.config import Settings as ChromaClientSettings
-
-    client_settings = ChromaClientSettings(anonymized_telemetry=False)
-    url = settings.chroma_url
-    if url is None:
-        path = settings.chroma_path
-        path.mkdir(parents=True, exist_ok=True)
-        return chromadb.PersistentClient(path=str(path), settings=client_settings)
-    return chromadb.HttpClient(
-        host=url.host or "localhost",
-        port=url.port or (443 if url.scheme == "https" else 80),
-        ssl=url.scheme == "https",
-        settings=client_settings,
-    )
+_THREADS = 8  # embedded mode only
+_REMEMBER_RETRY_S = 5.0
 
 
 def _record_metadata(kb: KnowledgeBase) -> dict[str, Any]:
@@ -92,82 +69,119 @@ def _record(name: str, metadata: dict[str, Any] | None) -> KnowledgeBase | None:
     )
 
 
-def _translate(exc: Exception, name: str | None) -> RagwayError | None:
-    """The ragway error for an exception from chromadb, or None for anything else (a bug)."""
-    from chromadb.errors import ChromaError, InvalidArgumentError, NotFoundError
-
-    if isinstance(exc, NotFoundError) and name is not None:
-        return KnowledgeBaseNotFound(name)
-    if isinstance(exc, InvalidArgumentError | ValueError):
-        # Chroma's own validation (filters, metadata, a vector of the wrong dimension).
-        return InvalidRequest(f"The vector store refused the request: {exc}")
-    if isinstance(exc, ChromaError | httpx.HTTPError | OSError | RuntimeError):
-        return VectorStoreUnavailable(f"The vector store failed: {type(exc).__name__}: {exc}")
-    return None
-
-
 class ChromaStore:
     def __init__(self, settings: RagSettings):
         self._settings = settings
-        self._client: ClientAPI | None = None
-        self._lock = threading.Lock()
+        self._client: ChromaClient | None = None
+        self._connecting = asyncio.Lock()
         self._pool = ThreadPoolExecutor(_THREADS, thread_name_prefix="ragway-chroma")
         # The last record seen of each knowledge base: chat needs a knowledge base's fail mode
         # exactly when Chroma cannot be asked.
         self._known: dict[str, KnowledgeBase] = {}
+        self._health: dict[str, Any] = {"state": "unknown", "reason": "not used yet"}
+        self._background = BackgroundTask("ragway-chroma-records")
+
+    async def prepare(self) -> None:
+        """With a Chroma server configured, import chromadb before serving: the first
+        knowledge-base call then costs no import, whose seconds hold the GIL and would slow
+        every other request, liveness included. Then learn every knowledge base's record in
+        the background, so that a restarted gateway knows each one's fail mode even if Chroma
+        goes away before anyone asks."""
+        if self._settings.chroma_url is not None:
+            await load_chromadb(self._pool)
+            self._background.start(self._remember)
+
+    async def _remember(self) -> None:
+        while True:
+            try:
+                await self.all()
+            except RagwayError:
+                await asyncio.sleep(_REMEMBER_RETRY_S)
+            else:
+                return
 
     @property
     def mode(self) -> str:
         return "embedded" if self._settings.chroma_url is None else "server"
 
-    def _get_client(self) -> ClientAPI:
-        with self._lock:
+    def health(self) -> dict[str, Any]:
+        """The vector store's state as of its last call: `ok`, `degraded` (with the reason
+        and since when) or `unknown` (not used yet)."""
+        where = self._settings.chroma_url or self._settings.chroma_path
+        return {"mode": self.mode, "url": str(where), **self._health}
+
+    def _outcome(self, failure: str | None) -> None:
+        state = "ok" if failure is None else "degraded"
+        if self._health["state"] != state or failure is not None:
+            since = self._health.get("since") if self._health["state"] == state else time.time()
+            self._health = {"state": state, "reason": failure or "ok", "since": since}
+
+    async def _connected(self) -> ChromaClient:
+        async with self._connecting:
             if self._client is None:
                 try:
-                    self._client = make_client(self._settings)
+                    self._client = await connect(self._settings, self._pool)
                 except Exception as exc:  # chromadb raises ValueError for "cannot connect"
-                    where = self._settings.chroma_url or self._settings.chroma_path
                     raise VectorStoreUnavailable(
-                        f"Chroma ({self.mode}, {where}) is not available: {exc}"
+                        f"Chroma ({self.mode}) is not available: {type(exc).__name__}: {exc}"
                     ) from exc
             return self._client
 
-    async def _run(self, call: Callable[[], T], name: str | None = None) -> T:
-        def guarded() -> T:
-            try:
-                return call()
-            except RagwayError:
+    async def _run(
+        self, call: Callable[[ChromaClient], Awaitable[T]], name: str | None = None
+    ) -> T:
+        limit = self._settings.store_timeout
+        try:
+            async with asyncio.timeout(limit):
+                result = await call(await self._connected())
+        except TimeoutError as exc:
+            self._outcome(f"timed out after {limit:g} s")
+            raise VectorStoreUnavailable(
+                f"The vector store did not answer within {limit:g} s.", code="vector_store_timeout"
+            ) from exc
+        except RagwayError as exc:
+            if isinstance(exc, VectorStoreUnavailable):
+                self._outcome(exc.message)
+            raise
+        except Exception as exc:
+            mapped = translate(exc, name)
+            if mapped is None:
                 raise
-            except Exception as exc:
-                mapped = _translate(exc, name)
-                if mapped is None:
-                    raise
-                raise mapped from exc
+            if isinstance(mapped, VectorStoreUnavailable):
+                self._outcome(mapped.message)
+            raise mapped from exc
+        self._outcome(None)
+        return result
 
-        return await asyncio.get_running_loop().run_in_executor(self._pool, guarded)
-
-    def _collection(self, name: str) -> Collection:
-        return self._get_client().get_collection(PREFIX + name, embedding_function=None)
+    @staticmethod
+    async def _collection(client: ChromaClient, name: str) -> Any:
+        return await client.get_collection(PREFIX + name, embedding_function=None)
 
     async def aclose(self) -> None:
-        def close() -> None:
-            if self._client is not None:
-                from chromadb.api.client import Client
-
-                # ClientAPI does not declare close(); both of chromadb's clients are a Client.
-                if isinstance(self._client, Client):
-                    self._client.close()
-
-        await asyncio.get_running_loop().run_in_executor(self._pool, close)
+        await self._background.aclose()
+        client, self._client = self._client, None
+        if client is not None:
+            close = getattr(client, "close", None)
+            # AsyncHttpClient keeps its httpx clients in a class-level dict keyed by event loop
+            # (chromadb/api/async_fastapi.py); closing them here keeps a later loop from
+            # finding one bound to this loop.
+            server = getattr(client, "_server", None)
+            cleanup = getattr(server, "_cleanup", None)
+            with contextlib.suppress(Exception):  # closing is best effort
+                async with asyncio.timeout(self._settings.store_timeout):
+                    if close is not None and server is None:
+                        await close()
+                    elif cleanup is not None:
+                        await cleanup()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def last_known(self, name: str) -> KnowledgeBase | None:
         return self._known.get(name)
 
     async def create(self, kb: KnowledgeBase) -> None:
-        def create() -> None:
+        async def create(client: ChromaClient) -> None:
             try:
-                self._get_client().create_collection(
+                await client.create_collection(
                     PREFIX + kb.name,
                     metadata=_record_metadata(kb),
                     configuration={"hnsw": {"space": "cosine"}},
@@ -182,7 +196,7 @@ class ChromaStore:
         self._known[kb.name] = kb
 
     async def get(self, name: str) -> KnowledgeBase:
-        collection = await self._run(lambda: self._collection(name), name)
+        collection = await self._run(lambda c: self._collection(c, name), name)
         kb = _record(name, collection.metadata)
         if kb is None:
             raise KnowledgeBaseNotFound(name)
@@ -190,7 +204,7 @@ class ChromaStore:
         return kb
 
     async def all(self) -> list[KnowledgeBase]:
-        collections = await self._run(lambda: self._get_client().list_collections())
+        collections = await self._run(lambda c: c.list_collections())
         found = []
         for collection in collections:
             if collection.name.startswith(PREFIX):
@@ -202,15 +216,19 @@ class ChromaStore:
 
     async def delete(self, name: str) -> None:
         await self.get(name)  # 404 for a collection that is not a knowledge base
-        await self._run(lambda: self._get_client().delete_collection(PREFIX + name), name)
+        await self._run(lambda c: c.delete_collection(PREFIX + name), name)
         self._known.pop(name, None)
 
     async def count(self, name: str) -> int:
-        return await self._run(lambda: self._collection(name).count(), name)
+        async def count(client: ChromaClient) -> int:
+            return int(await (await self._collection(client, name)).count())
+
+        return await self._run(count, name)
 
     async def ids(self, name: str, where: dict[str, Any]) -> list[str]:
-        def ids() -> list[str]:
-            return list(self._collection(name).get(where=cast(Any, where), include=[])["ids"])
+        async def ids(client: ChromaClient) -> list[str]:
+            collection = await self._collection(client, name)
+            return list((await collection.get(where=where, include=[]))["ids"])
 
         return await self._run(ids, name)
 
@@ -222,34 +240,52 @@ class ChromaStore:
         texts: Sequence[str],
         metadatas: Sequence[Metadata],
     ) -> None:
-        def upsert() -> None:
-            client = self._get_client()
-            collection = self._collection(name)
-            step = min(client.get_max_batch_size(), 1000)
-            for at in range(0, len(ids), step):
-                collection.upsert(
+        """Writes in batches of at most 1,000, each its own bounded call; not atomic across
+        batches (server/rag/ingest.py makes a document's replacement atomic for readers)."""
+
+        async def batch_size(client: ChromaClient) -> int:
+            return min(int(await client.get_max_batch_size()), 1000)
+
+        step = await self._run(batch_size, name)
+        for at in range(0, len(ids), step):
+
+            async def upsert(client: ChromaClient, at: int = at) -> None:
+                collection = await self._collection(client, name)
+                await collection.upsert(
                     ids=list(ids[at : at + step]),
-                    embeddings=cast(Any, vectors[at : at + step]),
+                    embeddings=cast(Any, [list(v) for v in vectors[at : at + step]]),
                     documents=list(texts[at : at + step]),
                     metadatas=cast(Any, list(metadatas[at : at + step])),
                 )
 
-        await self._run(upsert, name)
+            await self._run(upsert, name)
 
     async def delete_ids(self, name: str, ids: Sequence[str]) -> None:
-        await self._run(lambda: self._collection(name).delete(ids=list(ids)), name)
+        async def delete(client: ChromaClient) -> None:
+            await (await self._collection(client, name)).delete(ids=list(ids))
+
+        if ids:
+            await self._run(delete, name)
 
     async def read(
-        self, name: str, where: dict[str, Any] | None, *, limit: int | None = None, offset: int = 0
+        self,
+        name: str,
+        where: dict[str, Any] | None,
+        *,
+        limit: int | None = None,
+        offset: int = 0,
+        with_text: bool = True,
     ) -> list[RetrievedChunk]:
-        def read() -> list[RetrievedChunk]:
-            got = self._collection(name).get(
-                where=cast(Any, where),
+        """Chunks as stored, every version (see current_versions for what readers see)."""
+
+        async def read(client: ChromaClient) -> list[RetrievedChunk]:
+            got = await (await self._collection(client, name)).get(
+                where=where,
                 limit=limit,
                 offset=offset or None,
-                include=["documents", "metadatas"],
+                include=["documents", "metadatas"] if with_text else ["metadatas"],
             )
-            texts = got["documents"] or []
+            texts = got["documents"] or [None] * len(got["ids"])
             metas = got["metadatas"] or []
             return [
                 RetrievedChunk(id_, texts[i] or "", cast(Metadata, metas[i] or {}))
@@ -258,14 +294,30 @@ class ChromaStore:
 
         return await self._run(read, name)
 
+    async def current_versions(self, name: str, document_ids: set[str]) -> dict[str, int]:
+        """Each document's current version (server/rag/versions.py)."""
+        if not document_ids:
+            return {}
+        where = {"$and": [{DOCUMENT_ID: {"$in": sorted(document_ids)}}, {POSITION: 0}]}
+        return current_versions(await self.read(name, where, with_text=False))
+
     async def query(
         self, name: str, vector: Sequence[float], top_k: int, where: dict[str, Any] | None
     ) -> list[RetrievedChunk]:
-        def query() -> list[RetrievedChunk]:
-            found = self._collection(name).query(
-                query_embeddings=cast(Any, [vector]),
+        """The `top_k` nearest chunks of current document versions. Twice as many are asked
+        for, so that a document caught mid-write (two versions) still leaves `top_k`."""
+        found = await self._nearest(name, vector, 2 * top_k, where)
+        current = await self.current_versions(name, {c.document_id for c in found})
+        return visible(found, current)[:top_k]
+
+    async def _nearest(
+        self, name: str, vector: Sequence[float], top_k: int, where: dict[str, Any] | None
+    ) -> list[RetrievedChunk]:
+        async def query(client: ChromaClient) -> list[RetrievedChunk]:
+            found = await (await self._collection(client, name)).query(
+                query_embeddings=[list(vector)],
                 n_results=top_k,
-                where=cast(Any, where),
+                where=where,
                 include=["documents", "metadatas", "distances"],
             )
             ids = found["ids"][0]

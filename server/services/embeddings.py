@@ -1,4 +1,5 @@
-"""Embeddings: normalise the input, pick an embedding worker, relay its answer.
+"""Embeddings: normalise the input, pick an embedding worker, relay its answer (through the
+same load tracking, failover and ejection as chat: server/services/dispatch.py).
 
 Token-id input needs care. LangChain's `OpenAIEmbeddings` splits and tokenises text with
 tiktoken's `cl100k_base` and sends the ids, assuming OpenAI's models share that vocabulary.
@@ -18,9 +19,11 @@ from server.errors import InvalidRequest
 from server.protocol.common import parse_request
 from server.protocol.embeddings import EmbeddingRequest
 from server.services.catalog import Catalog
+from server.services.dispatch import Dispatcher, embedding_reroute
 from server.settings import LimitsSettings
-from server.upstream.client import Reply, UpstreamClient
+from server.upstream.client import Reply
 
+EMBEDDINGS = "/v1/embeddings"
 # Decoding this many tokens or more is moved off the event loop.
 _INLINE_DECODE_TOKENS = 20_000
 
@@ -44,13 +47,13 @@ class EmbeddingService:
     def __init__(
         self,
         catalog: Catalog,
-        upstream: UpstreamClient,
+        dispatch: Dispatcher,
         decoder: TokenDecoder,
         limits: LimitsSettings | None = None,
     ):
         self._limits = limits if limits is not None else LimitsSettings()
         self._catalog = catalog
-        self._upstream = upstream
+        self._dispatch = dispatch
         self._decoder = decoder
 
     async def embed(self, raw: bytes, request_id: str) -> tuple[str, Reply]:
@@ -65,7 +68,9 @@ class EmbeddingService:
             data["input"] = texts
             changed = True
         body = orjson.dumps(data) if changed else raw
-        reply = await self._upstream.post(route.backend.url + "/v1/embeddings", body, route.headers)
+        reply = await self._dispatch.post(
+            route, embedding_reroute(self._catalog, request.model, request_id), EMBEDDINGS, body
+        )
         return request.model, reply
 
     async def _texts_from_tokens(

@@ -7,37 +7,32 @@ at event boundaries.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 
-from router.load import LoadTracker
-from router.pool import WorkerPool
 from router.types import WorkerKind
 from server.errors import (
-    RagwayError,
     UpstreamBadResponse,
-    UpstreamConnectionLost,
     UpstreamError,
-    UpstreamStatus,
 )
 from server.observability.metrics import GatewayMetrics
 from server.observability.record import RequestRecord
 from server.protocol.common import parse_request
 from server.protocol.generation import ChatCompletionRequest, CompletionRequest
 from server.services.catalog import Catalog, Route
+from server.services.dispatch import Dispatcher, Reroute
 from server.services.rag_chat import RagChat, RagOutcome
 from server.services.routing import prompt_prefix, session_key
 from server.services.usage import StreamTap, usage_of
 from server.settings import RagwaySettings
 from server.upstream.client import Reply, UpstreamClient
-from server.upstream.sse import DONE_EVENT, EventCutter, data_event
+from server.upstream.sse import EventCutter, data_event, done_event
 
 log = logging.getLogger("ragway.generation")
 
@@ -82,15 +77,13 @@ class Prepared:
         return self.rag.headers if self.rag is not None else {}
 
 
-# A worker answering these is overloaded or behind a broken proxy: another may do better.
-_RETRYABLE_STATUSES = frozenset({502, 503, 504})
-T = TypeVar("T")
+@dataclass(frozen=True, slots=True)
+class Relayed:
+    """An open stream: its events, and its line ending (the worker's framing), which ragway's
+    own events and pings use too."""
 
-
-def _retryable(exc: UpstreamError) -> bool:
-    if isinstance(exc, UpstreamStatus):
-        return exc.upstream_status in _RETRYABLE_STATUSES
-    return exc.retryable
+    events: AsyncIterator[bytes]
+    line: bytes
 
 
 @dataclass
@@ -106,18 +99,15 @@ class GenerationService:
         self,
         catalog: Catalog,
         upstream: UpstreamClient,
+        dispatch: Dispatcher,
         *,
-        pool: WorkerPool,
-        loads: LoadTracker,
         settings: RagwaySettings,
         metrics: GatewayMetrics,
         rag: RagChat | None = None,
     ):
         self._catalog = catalog
         self._upstream = upstream
-        self._pool = pool
-        self._loads = loads
-        self._retries = settings.retries
+        self._dispatch = dispatch
         self._routing = settings.routing
         self._limits = settings.limits
         self._metrics = metrics
@@ -155,23 +145,21 @@ class GenerationService:
     async def unary(self, prepared: Prepared, record: RequestRecord) -> Reply:
         """The worker's whole answer; an error status comes back as-is, to relay unchanged."""
 
-        async def attempt(route: Route) -> Reply:
+        def attempted(route: Route) -> None:
             record.worker = route.backend.id
-            with self._loads.track(route.backend.id):
-                reply = await self._upstream.post(prepared.url(route), prepared.body, route.headers)
-            if reply.status in _RETRYABLE_STATUSES:
-                raise UpstreamStatus(reply.status, reply.content, reply.content_type)
-            return reply
 
-        try:
-            reply = await self._failover(prepared, attempt)
-        except UpstreamStatus as exc:
-            reply = Reply(exc.upstream_status, exc.content, exc.content_type)
+        reply = await self._dispatch.post(
+            prepared.route,
+            self._reroute(prepared),
+            prepared.endpoint.path,
+            prepared.body,
+            attempted,
+        )
         if reply.status == 200:
             record.usage(usage_of(reply.content))
         return prepared.rag.reply_with_sources(reply) if prepared.rag is not None else reply
 
-    async def stream(self, prepared: Prepared, record: RequestRecord) -> AsyncIterator[bytes]:
+    async def stream(self, prepared: Prepared, record: RequestRecord) -> Relayed:
         """Open the upstream stream and wait for its first whole event.
 
         Anything that fails before that raises (after failing over to other workers), so the
@@ -183,11 +171,12 @@ class GenerationService:
             record.worker = route.backend.id
             return self._open(prepared, route)
 
-        opened = await self._failover(prepared, attempt)
-        tap = StreamTap(record, prepared.strip_usage)
+        opened = await self._dispatch.failover(prepared.route, self._reroute(prepared), attempt)
+        line = opened.cutter.line
+        tap = StreamTap(record, prepared.strip_usage, line)
         first = tap(opened.first)
         if prepared.rag is not None:
-            first = prepared.rag.first_events_with_sources(first)
+            first = prepared.rag.first_events_with_sources(first, line)
         worker = record.worker
 
         def broke(exc: UpstreamError) -> None:
@@ -199,12 +188,12 @@ class GenerationService:
                 exc.message,
             )
 
-        return _relay(opened.stack, first, opened.chunks, opened.cutter, tap, broke)
+        return Relayed(_relay(opened.stack, first, opened.chunks, opened.cutter, tap, broke), line)
 
     async def _open(self, prepared: Prepared, route: Route) -> _Opened:
         stack = AsyncExitStack()
         try:
-            stack.enter_context(self._loads.track(route.backend.id))
+            stack.enter_context(self._dispatch.track(route))
             url = prepared.url(route)
             response = await stack.enter_async_context(
                 self._upstream.stream(url, prepared.body, route.headers)
@@ -222,48 +211,18 @@ class GenerationService:
             await stack.aclose()
             raise
 
-    async def _failover(self, prepared: Prepared, attempt: Callable[[Route], Awaitable[T]]) -> T:
-        """Run `attempt` on the chosen worker; on a failure before any byte reached the client,
-        eject that worker and try another, within max_attempts and the deadline. A dropped
-        connection is retried once on the same worker first: it is usually a stale keep-alive."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._retries.deadline
-        route, tried, retried_same = prepared.route, [prepared.route.backend.id], False
-        for number in range(1, self._retries.max_attempts + 1):
-            try:
-                result = await attempt(route)
-            except UpstreamError as exc:
-                worker = route.backend.id
-                same = isinstance(exc, UpstreamConnectionLost) and not retried_same
-                if not same and _retryable(exc):
-                    self._pool.eject(worker, exc.message)
-                last = number == self._retries.max_attempts or loop.time() >= deadline
-                if last or not (same or _retryable(exc)):
-                    raise
-                self._metrics.retries.labels(exc.error_type).inc()
-                if same:
-                    retried_same = True
-                    continue
-                await asyncio.sleep(self._retries.backoff * 2 ** (len(tried) - 1))
-                try:
-                    route = self._reroute(prepared, tried)
-                except RagwayError:
-                    raise exc from None
-                tried.append(route.backend.id)
-            else:
-                self._pool.succeeded(route.backend.id)
-                return result
-        raise AssertionError("unreachable: the last attempt returns or raises")
+    def _reroute(self, prepared: Prepared) -> Reroute:
+        def reroute(tried: Sequence[str]) -> Route:
+            return self._catalog.route(
+                WorkerKind.CHAT,
+                prepared.served_model,
+                prepared.request_id,
+                session_key=prepared.session_key,
+                prefix=prepared.prefix,
+                exclude=tried,
+            )
 
-    def _reroute(self, prepared: Prepared, tried: list[str]) -> Route:
-        return self._catalog.route(
-            WorkerKind.CHAT,
-            prepared.served_model,
-            prepared.request_id,
-            session_key=prepared.session_key,
-            prefix=prepared.prefix,
-            exclude=tried,
-        )
+        return reroute
 
 
 def _asks_for_usage(body: dict[str, Any]) -> bool:
@@ -299,5 +258,4 @@ async def _relay(
             )
         if failure is not None:
             broke(failure)
-            yield data_event(failure.body())
-            yield DONE_EVENT
+            yield data_event(failure.body(), cutter.line) + done_event(cutter.line)

@@ -68,7 +68,8 @@ class HealthMonitor:
         flipped = self._pool.record_probe(
             backend.id, up=up, reason=reason, cards=found, definite=definite
         )
-        self._metrics.worker_up.labels(backend.id, backend.kind.value).set(1 if up else 0)
+        if self._pool.has(backend.id):  # not removed by discovery while the probe ran
+            self._metrics.worker_up.labels(backend.id, backend.kind.value).set(1 if up else 0)
         if flipped:
             log.info("worker %s is %s: %s", backend.id, "up" if up else "down", reason)
 

@@ -35,6 +35,7 @@ from server.rag.records import (
 )
 from server.rag.retriever import Retriever
 from server.rag.store import ChromaStore
+from server.rag.versions import current_versions, visible
 from server.services.catalog import Catalog
 from server.settings import LimitsSettings, RagSettings
 
@@ -99,6 +100,9 @@ class KnowledgeService:
         self._retriever = retriever
         self._catalog = catalog
         self._pool = pool
+
+    def store_health(self) -> dict[str, Any]:
+        return self._store.health()
 
     def _embedding_model(self, asked: str | None, request_id: str) -> str:
         model = asked or self._settings.default_embedding_model
@@ -182,7 +186,10 @@ class KnowledgeService:
             "metadata": _form_metadata(upload.fields.get("metadata")),
         }
         request = validated(AddDocument, form, "file")
-        doc_id = _check_document_id(request.id or "upload")
+        # No id and no file name: one from the content, so unnamed uploads never replace each
+        # other (and the same content uploaded twice is one document).
+        default = "upload-" + hashlib.sha256(request.text.encode()).hexdigest()[:16]
+        doc_id = _check_document_id(request.id or default)
         document = DocumentInput(
             doc_id, request.text, request.title, request.source, request.metadata
         )
@@ -213,10 +220,12 @@ class KnowledgeService:
 
     async def documents(self, name: str, limit: int, offset: int) -> dict[str, Any]:
         firsts = await self._store.read(name, {POSITION: 0}, limit=limit, offset=offset)
-        return {"object": "list", "data": [_document_card(c) for c in firsts]}
+        shown = visible(firsts, current_versions(firsts))
+        return {"object": "list", "data": [_document_card(c) for c in shown]}
 
     async def document(self, name: str, document_id: str) -> dict[str, Any]:
-        chunks = await self._store.read(name, {DOCUMENT_ID: document_id})
+        stored = await self._store.read(name, {DOCUMENT_ID: document_id})
+        chunks = visible(stored, current_versions(stored))
         if not chunks:
             raise DocumentNotFound(name, document_id)
         chunks.sort(key=lambda c: int(c.metadata.get(POSITION, 0)))

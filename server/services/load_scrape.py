@@ -82,6 +82,8 @@ class LoadScraper:
         if stats is None:
             self._loads.forget(backend.id)
             return
+        if not self._pool.has(backend.id):  # removed by discovery while the scrape ran
+            return
         self._loads.record(backend.id, stats)
         self._metrics.worker_queue.labels(backend.id).set(stats.waiting)
         self._metrics.worker_kv_cache_usage.labels(backend.id).set(stats.kv_cache_usage)

@@ -39,6 +39,7 @@ from server.rag.tokens import TokenCounter
 from server.services.catalog import Catalog, Route
 from server.settings import FailMode, RagSettings, VirtualModel
 from server.upstream.client import Reply
+from server.upstream.sse import LF
 
 log = logging.getLogger("ragway.rag")
 T = TypeVar("T")
@@ -81,11 +82,12 @@ class RagOutcome:
         content = orjson.dumps({**answer, "sources": self.sources})
         return Reply(reply.status, content, reply.content_type)
 
-    def first_events_with_sources(self, events: bytes) -> bytes:
-        """The stream's first event with `sources` added; every later event stays as sent."""
-        end = events.find(b"\n\n")
+    def first_events_with_sources(self, events: bytes, line: bytes = LF) -> bytes:
+        """The stream's first event with `sources` added; every later event stays as sent.
+        `line` is the stream's line ending (see server.upstream.sse)."""
+        end = events.find(line + line)
         head = events[:end] if end >= 0 else b""
-        if not head.startswith(b"data: {") or b"\n" in head:
+        if not head.startswith(b"data: {") or b"\n" in head or b"\r" in head:
             return events
         try:
             payload = orjson.loads(head[6:])

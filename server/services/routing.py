@@ -26,6 +26,7 @@ class PolicyBook:
         on_prefix_index_size: Callable[[int], None] | None = None,
     ):
         self._settings = settings
+        self._on_prefix_index_size = on_prefix_index_size
         self.loads = loads
         self.prefix_index = PrefixIndex(settings.prefix_max_entries, ttl=settings.prefix_ttl)
         least = LeastLoad()
@@ -40,6 +41,13 @@ class PolicyBook:
                 on_record=on_prefix_index_size,
             ),
         }
+
+    def forget_worker(self, worker_id: str) -> None:
+        """A worker left the pool: drop its prefix-index entries and its engine stats."""
+        self.prefix_index.forget_worker(worker_id)
+        self.loads.forget(worker_id)
+        if self._on_prefix_index_size is not None:
+            self._on_prefix_index_size(len(self.prefix_index))
 
     def name_for(self, kind: WorkerKind, served_model: str) -> PolicyName:
         default = (

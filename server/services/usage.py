@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from server.observability.record import RequestRecord
+from server.upstream.sse import LF, split_events
 
 _USAGE_KEY = b'"usage":'
 # vLLM's usage chunk is the one with no choices.
@@ -68,11 +69,12 @@ def usage_of(content: bytes) -> Any:
 class StreamTap:
     """Sees every batch of whole events on its way to the client."""
 
-    __slots__ = ("_record", "_strip")
+    __slots__ = ("_line", "_record", "_strip")
 
-    def __init__(self, record: RequestRecord, strip_usage: bool):
+    def __init__(self, record: RequestRecord, strip_usage: bool, line: bytes = LF):
         self._record = record
         self._strip = strip_usage
+        self._line = line  # the stream's line ending (see server.upstream.sse)
 
     def __call__(self, events: bytes) -> bytes:
         if _EMPTY_CHOICES in events:
@@ -83,7 +85,7 @@ class StreamTap:
 
     def _usage_events(self, events: bytes) -> bytes:
         kept = []
-        for event in events.split(b"\n\n"):
+        for event in split_events(events, self._line):
             if _EMPTY_CHOICES in event and event.startswith(b"data: {"):
                 try:
                     self._record.usage(orjson.loads(event[6:]).get("usage"))
@@ -93,4 +95,4 @@ class StreamTap:
                     if self._strip:
                         continue
             kept.append(event)
-        return b"\n\n".join(kept)
+        return (self._line + self._line).join(kept)

@@ -1,5 +1,11 @@
-"""Server-sent events on the wire: re-cutting a byte stream at event boundaries, and the few
-events ragway writes itself."""
+"""Server-sent events on the wire: the one place that knows how events are framed.
+
+SSE allows LF, CRLF and CR line endings, and an event ends at a blank line. A worker picks one;
+ragway learns it from the stream's first line ending (`line_ending`) and then uses that
+framing everywhere: cutting the stream at event boundaries (`EventCutter`), splitting a batch
+of events (`split_events`, used by the usage tap and RAG's sources step), and writing its own
+events (`data_event`, `done_event`) and pings, so the client sees one framing throughout.
+"""
 
 from __future__ import annotations
 
@@ -7,23 +13,44 @@ from typing import Any
 
 import orjson
 
-DONE_EVENT = b"data: [DONE]\n\n"
+LF = b"\n"
 _DONE = b"data: [DONE]"
 
 
-def data_event(payload: Any) -> bytes:
-    return b"data: " + orjson.dumps(payload) + b"\n\n"
+def line_ending(data: bytes) -> bytes | None:
+    """The line ending `data` uses (LF, CRLF or CR), from its first one; None while it cannot be
+    told yet (no line ending so far, or a CR that may be the start of a CRLF)."""
+    lf = data.find(b"\n")
+    cr = data.find(b"\r", 0, lf if lf >= 0 else len(data))
+    if cr < 0:
+        return LF if lf >= 0 else None
+    if cr + 1 == len(data):
+        return None
+    return b"\r\n" if data[cr + 1] == 0x0A else b"\r"
 
 
-def _end_of_last_event(buffer: bytes) -> int:
-    """Index just past the last complete event in `buffer`, 0 if there is none. SSE allows
-    LF, CRLF and CR line endings; an event ends at a blank line."""
-    end = 0
-    for blank_line in (b"\n\n", b"\r\n\r\n", b"\r\r"):
-        found = buffer.rfind(blank_line)
-        if found >= 0:
-            end = max(end, found + len(blank_line))
-    return end
+def end_of_last_event(buffer: bytes, line: bytes) -> int:
+    """Index just past the last complete event in `buffer` (framed with `line` endings), 0 if
+    there is none."""
+    found = buffer.rfind(line + line)
+    return found + 2 * len(line) if found >= 0 else 0
+
+
+def split_events(events: bytes, line: bytes) -> list[bytes]:
+    """Whole events as cut by `EventCutter`, each without its blank line; the last item is what
+    follows the last blank line (empty for a whole batch)."""
+    return events.split(line + line)
+
+
+def data_event(payload: Any, line: bytes = LF) -> bytes:
+    return b"data: " + orjson.dumps(payload) + line + line
+
+
+def done_event(line: bytes = LF) -> bytes:
+    return _DONE + line + line
+
+
+DONE_EVENT = done_event()
 
 
 class EventCutter:
@@ -34,15 +61,24 @@ class EventCutter:
     sees a half event glued to an error event. Nothing is parsed or re-encoded.
     """
 
-    __slots__ = ("_tail", "saw_done")
+    __slots__ = ("_known", "_tail", "line", "saw_done")
 
     def __init__(self) -> None:
         self._tail = b""
         self.saw_done = False
+        # The stream's line ending; LF until its first line ending is seen.
+        self.line: bytes = LF
+        self._known = False
 
     def feed(self, chunk: bytes) -> bytes:
         buffer = self._tail + chunk if self._tail else chunk
-        end = _end_of_last_event(buffer)
+        if not self._known:
+            found = line_ending(buffer)
+            if found is None:
+                self._tail = buffer
+                return b""
+            self.line, self._known = found, True
+        end = end_of_last_event(buffer, self.line)
         self._tail = buffer[end:]
         complete = buffer[:end]
         if complete and complete.rstrip().endswith(_DONE):

@@ -172,3 +172,32 @@ async def test_workers_follow_the_endpoint_slices(
     models = {m["id"] for m in (await client.get("/v1/models")).json()["data"]}
     assert "tiny-chat" not in models
     assert (await client.post("/v1/chat/completions", json=chat)).status_code == 404
+
+
+async def test_a_removed_worker_leaves_no_series_and_no_prefix_entries(
+    discovered: tuple[httpx.AsyncClient, FakeKubeAPI],
+) -> None:
+    client, api = discovered
+    api.push("MODIFIED", endpoint_slice("prod-vllm-a-1", {"127.0.0.11": True, "127.0.0.12": True}))
+    await _workers(client, {"embed-0", "prod-vllm-a/pod-11:8000", "prod-vllm-a/pod-12:8000"})
+    long_prompt = "You are a helpful assistant for routers. " * 60  # many prefix blocks
+    for _ in range(4):
+        chat = {"model": "tiny-chat", "messages": [{"role": "user", "content": long_prompt}]}
+        assert (await client.post("/v1/chat/completions", json=chat)).status_code == 200
+    before = (await client.get("/metrics")).text
+    assert 'worker="prod-vllm-a/pod-11:8000"' in before
+    assert _gauge(before, "ragway_prefix_index_entries") > 0
+
+    api.push("DELETED", endpoint_slice("prod-vllm-a-1", {}))
+    await _workers(client, {"embed-0"})
+    await asyncio.sleep(0.2)  # a probe or scrape in flight during the delete has ended by now
+    after = (await client.get("/metrics")).text
+    assert "pod-11" not in after
+    assert "pod-12" not in after
+    assert 'worker="embed-0"' in after  # the worker that stays keeps its series
+    assert _gauge(after, "ragway_prefix_index_entries") == 0
+
+
+def _gauge(text: str, name: str) -> float:
+    (line,) = [line for line in text.splitlines() if line.startswith(name + " ")]
+    return float(line.split()[1])

@@ -71,6 +71,8 @@ class FakeWorker:
     )
     stream_events: list[bytes] = field(default_factory=list)
     stream_tail: bytes = b"data: [DONE]\n\n"
+    # The stream's line ending: events are scripted with LF and sent with this one.
+    line: bytes = b"\n"
     healthy: bool = True
     received: list[dict[str, Any]] = field(default_factory=list)
     raw_bodies: list[bytes] = field(default_factory=list)
@@ -128,10 +130,8 @@ class FakeWorker:
         return Response(orjson.dumps(answer), media_type="application/json")
 
     async def _stream(self, events: list[bytes]) -> AsyncIterator[bytes]:
-        for event in events:
-            yield event
-        if self.stream_tail:
-            yield self.stream_tail
+        for event in [*events, self.stream_tail] if self.stream_tail else events:
+            yield event if self.line == b"\n" else event.replace(b"\n", self.line)
 
     async def _embeddings(self, request: Request) -> Response:
         body = await self._record(request)

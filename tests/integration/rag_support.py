@@ -80,9 +80,10 @@ class Gateway:
 
 
 @contextmanager
-def chroma_server(path: Path, log: Path) -> Iterator[str]:
-    """`chroma run` (from the chromadb package) on a free local port; yields its URL."""
-    port = free_port()
+def chroma_server(path: Path, log: Path, port: int | None = None) -> Iterator[str]:
+    """`chroma run` (from the chromadb package) on `port` (default: a free local port); yields
+    its URL."""
+    port = port or free_port()
     with log.open("ab") as out:
         process = subprocess.Popen(
             [

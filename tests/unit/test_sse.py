@@ -8,7 +8,7 @@ import sse_starlette.sse
 from starlette.types import Message
 
 from server.api.edge import EventStream
-from server.upstream.sse import EventCutter
+from server.upstream.sse import EventCutter, line_ending, split_events
 
 
 @pytest.mark.parametrize("sep", [b"\n\n", b"\r\n\r\n", b"\r\r"])
@@ -65,3 +65,26 @@ async def test_event_stream_keeps_a_send_timeout_when_one_is_set() -> None:
         b"data: 2\n\n",
         b"",
     ]
+
+
+@pytest.mark.parametrize(
+    ("data", "line"),
+    [
+        (b"data: 1\n", b"\n"),
+        (b"data: 1\r\n", b"\r\n"),
+        (b"data: 1\rdata", b"\r"),
+        (b"data: 1\r", None),  # maybe the start of a CRLF
+        (b"data: 1", None),
+    ],
+)
+def test_line_ending_is_told_from_the_first_one(data: bytes, line: bytes | None) -> None:
+    assert line_ending(data) == line
+
+
+def test_crlf_split_at_every_byte_is_cut_on_crlf_boundaries() -> None:
+    stream = b"data: 1\r\n\r\ndata: 2\r\n\r\n"
+    cutter = EventCutter()
+    out = [cutter.feed(stream[i : i + 1]) for i in range(len(stream))]
+    assert [o for o in out if o] == [b"data: 1\r\n\r\n", b"data: 2\r\n\r\n"]
+    assert cutter.line == b"\r\n"
+    assert split_events(b"".join(out), cutter.line) == [b"data: 1", b"data: 2", b""]

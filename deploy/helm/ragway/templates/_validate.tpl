@@ -9,6 +9,8 @@ names the value to change. Included once, from the gateway ConfigMap, which is a
 {{- include "ragway.validate.aliases" . }}
 {{- include "ragway.validate.autoscaling" (dict "ctx" . "workers" $workers) }}
 {{- include "ragway.validate.embedding" . }}
+{{- include "ragway.validate.shutdown" . }}
+{{- include "ragway.validate.rag" . }}
 {{- if and .Values.httpRoute.enabled (not .Values.httpRoute.parentRefs) }}
 {{- fail "ragway: httpRoute.enabled needs httpRoute.parentRefs (the Gateway the route attaches to)" }}
 {{- end }}
@@ -88,6 +90,37 @@ names the value to change. Included once, from the gateway ConfigMap, which is a
 {{- end }}
 {{- if not (hasPrefix "/models/" $e.model.path) }}
 {{- fail "ragway: with embedding.model.source pvc, embedding.model.path must be under /models/ (where the claim is mounted)" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The pod must outlive the preStop sleep, the drain's grace and the exit, or the kubelet's
+SIGKILL cuts the streams the drain was keeping alive. */}}
+{{- define "ragway.validate.shutdown" -}}
+{{- $g := .Values.gateway }}
+{{- $grace := (($g.config).shutdown).grace | default 25.0 | float64 }}
+{{- $needed := addf (float64 $g.preStopSleepSeconds) $grace 2.0 }}
+{{- if ge $needed (float64 $g.terminationGracePeriodSeconds) }}
+{{- fail (printf "ragway: gateway.preStopSleepSeconds (%v) + gateway.config.shutdown.grace (%v) + 2 s to exit must stay below gateway.terminationGracePeriodSeconds (%v); lower the grace or raise the period" $g.preStopSleepSeconds $grace $g.terminationGracePeriodSeconds) }}
+{{- end }}
+{{- end }}
+
+{{/* Without a Chroma server the gateway keeps knowledge bases in an embedded Chroma on its own
+disk: each replica its own, and none at all on a read-only root filesystem (every
+knowledge-base call would answer 503, and RAG chat would silently answer without context). */}}
+{{- define "ragway.validate.rag" -}}
+{{- $url := or (((.Values.gateway.config).rag).chroma_url) (include "ragway.chroma.url" .) }}
+{{- if not $url }}
+{{- $g := .Values.gateway }}
+{{- $replicas := int $g.replicaCount }}
+{{- if ne $g.autoscaling.mode "none" }}
+{{- $replicas = int $g.autoscaling.maxReplicas }}
+{{- end }}
+{{- if gt $replicas 1 }}
+{{- fail (printf "ragway: no Chroma server for knowledge bases (chroma.enabled is false, chroma.externalUrl and gateway.config.rag.chroma_url are empty): the gateway would fall back to an embedded Chroma, one per replica, and %d replicas would each keep different knowledge bases; set chroma.enabled or chroma.externalUrl" $replicas) }}
+{{- end }}
+{{- if .Values.securityContext.readOnlyRootFilesystem }}
+{{- fail "ragway: no Chroma server for knowledge bases (chroma.enabled is false, chroma.externalUrl and gateway.config.rag.chroma_url are empty): the gateway would fall back to an embedded Chroma, which cannot write on a read-only root filesystem; set chroma.enabled or chroma.externalUrl" }}
 {{- end }}
 {{- end }}
 {{- end }}
