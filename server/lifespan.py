@@ -23,6 +23,8 @@ from server.rag.ingest import Ingestor
 from server.rag.retriever import ChromaRetriever, Retriever
 from server.rag.store import ChromaStore
 from server.rag.tokens import WorkerTokenCounter
+from server.responses.service import ResponsesService
+from server.responses.setup import open_response_store
 from server.services.catalog import Catalog, backends_from
 from server.services.embeddings import EmbeddingService, TokenDecoder
 from server.services.generation import GenerationService
@@ -107,6 +109,12 @@ def build_lifespan(
             rag = RagChat(
                 settings.rag, catalog, store, found, WorkerTokenCounter(upstream), metrics
             )
+            generation = GenerationService(
+                catalog, upstream, pool=pool, loads=loads, settings=settings, metrics=metrics,
+                rag=rag,
+            )  # fmt: skip
+            responses = await open_response_store(settings, shared)
+            stack.push_async_callback(responses.aclose)
             state = GatewayState(
                 settings=settings,
                 metrics=metrics,
@@ -115,17 +123,10 @@ def build_lifespan(
                 pool=pool,
                 catalog=catalog,
                 health=health,
-                generation=GenerationService(
-                    catalog,
-                    upstream,
-                    pool=pool,
-                    loads=loads,
-                    settings=settings,
-                    metrics=metrics,
-                    rag=rag,
-                ),
+                generation=generation,
                 embeddings=EmbeddingService(catalog, upstream, decoder),
                 knowledge=KnowledgeService(settings.rag, store, ingestor, found, catalog, pool),
+                responses=ResponsesService(generation, catalog, responses, settings, rag),
             )
             yield {"ragway": state}
 

@@ -31,6 +31,7 @@ from server.observability.metrics import GatewayMetrics
 from server.observability.record import RequestRecord
 from server.protocol.common import parse_body
 from server.protocol.generation import ChatCompletionRequest, CompletionRequest
+from server.protocol.responses import ResponsesRequest
 from server.services.catalog import Catalog, Route
 from server.services.rag_chat import RagChat, RagOutcome
 from server.services.routing import prompt_prefix, session_key
@@ -40,19 +41,31 @@ from server.upstream.client import Reply, UpstreamClient
 from server.upstream.sse import DONE_EVENT, EventCutter, data_event
 
 log = logging.getLogger("ragway.generation")
+RESPONSES_STREAM_ENDS = (
+    b"event: response.completed\n",
+    b"event: response.incomplete\n",
+    b"event: response.failed\n",
+)
 
 
 class Endpoint(Enum):
     CHAT = ("/v1/chat/completions", ChatCompletionRequest)
     COMPLETIONS = ("/v1/completions", CompletionRequest)
+    # Prepared by server/responses/, which expands stored state into a stateless request.
+    RESPONSES = ("/v1/responses", ResponsesRequest)
 
     @property
     def path(self) -> str:
         return self.value[0]  # type: ignore[no-any-return]
 
     @property
-    def request_model(self) -> type[ChatCompletionRequest | CompletionRequest]:
+    def request_model(self) -> type[ChatCompletionRequest | CompletionRequest | ResponsesRequest]:
         return self.value[1]  # type: ignore[no-any-return]
+
+    @property
+    def stream_ends(self) -> tuple[bytes, ...]:
+        """Events that end a stream without `[DONE]`: the Responses API sends none."""
+        return RESPONSES_STREAM_ENDS if self is Endpoint.RESPONSES else ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +222,7 @@ class GenerationService:
                 self._upstream.stream(url, prepared.body, route.headers)
             )
             chunks = self._upstream.raw_iter(response, url)
-            cutter = EventCutter()
+            cutter = EventCutter(prepared.endpoint.stream_ends)
             async for chunk in chunks:
                 first = cutter.feed(chunk)
                 if first:

@@ -26,6 +26,11 @@ def _end_of_last_event(buffer: bytes) -> int:
     return end
 
 
+def _starts_event(events: bytes, first_line: bytes) -> bool:
+    # An event starts the buffer or follows a blank line; JSON data never holds a raw newline.
+    return events.startswith(first_line) or b"\n\n" + first_line in events
+
+
 class EventCutter:
     """Passes a byte stream through unchanged, but only in whole events.
 
@@ -34,9 +39,11 @@ class EventCutter:
     sees a half event glued to an error event. Nothing is parsed or re-encoded.
     """
 
-    __slots__ = ("_tail", "saw_done")
+    __slots__ = ("_ends", "_tail", "saw_done")
 
-    def __init__(self) -> None:
+    def __init__(self, ends: tuple[bytes, ...] = ()) -> None:
+        # Events that also end a stream, by their first line (the Responses API's last event).
+        self._ends = ends
         self._tail = b""
         self.saw_done = False
 
@@ -45,7 +52,10 @@ class EventCutter:
         end = _end_of_last_event(buffer)
         self._tail = buffer[end:]
         complete = buffer[:end]
-        if complete and complete.rstrip().endswith(_DONE):
+        if complete and (
+            complete.rstrip().endswith(_DONE)
+            or any(_starts_event(complete, end) for end in self._ends)
+        ):
             self.saw_done = True
         return complete
 
