@@ -65,3 +65,18 @@ async def test_event_stream_keeps_a_send_timeout_when_one_is_set() -> None:
         b"data: 2\n\n",
         b"",
     ]
+
+
+def test_a_responses_stream_ends_with_its_completed_event_not_done() -> None:
+    ends = (b"event: response.completed\n",)
+    cutter = EventCutter(ends)
+    delta = b'event: response.output_text.delta\ndata: {"delta":"event: response.completed\\n"}\n\n'
+    assert cutter.feed(delta) == delta
+    assert not cutter.saw_done  # the words in generated text are JSON-escaped, never a line
+    completed = b'event: response.completed\ndata: {"response":{}}\n\n'
+    assert cutter.feed(completed[:20]) == b""
+    assert cutter.feed(completed[20:]) == completed
+    assert cutter.saw_done
+    plain = EventCutter()
+    plain.feed(completed)
+    assert not plain.saw_done
