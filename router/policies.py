@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import math
 import random
 from collections.abc import Callable, Sequence
 from typing import Protocol
@@ -24,6 +25,23 @@ class Policy(Protocol):
     def choose(
         self, candidates: Sequence[Backend], request: RouteRequest, loads: LoadView
     ) -> Backend: ...
+
+
+def preferred_worker(
+    candidates: Sequence[Backend], request: RouteRequest, loads: LoadView, load_factor: float
+) -> Backend | None:
+    """The request's preferred worker, while it is a candidate (healthy, serving the model) and
+    not overloaded: its load, this request included, at most `load_factor` times the average,
+    rounded up as in consistent hashing with bounded loads (so that an idle pool never counts
+    as overloaded). None otherwise: then the model's policy decides."""
+    if request.preferred is None:
+        return None
+    chosen = next((b for b in candidates if b.id == request.preferred), None)
+    if chosen is None:
+        return None
+    total = sum(loads.score(b.id) for b in candidates)
+    cap = math.ceil(load_factor * (total + 1) / len(candidates))
+    return chosen if loads.score(chosen.id) + 1 <= cap else None
 
 
 class RoundRobin:

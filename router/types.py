@@ -31,3 +31,5 @@ class RouteRequest:
     session_key: str | None = None
     # Chained block hashes of the prompt's text (see router.prefix), empty if not computed.
     prefix: tuple[int, ...] = ()
+    # The worker that served this conversation's previous turn (its prefix cache holds it).
+    preferred: str | None = None

@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from lightkube import AsyncClient
 from prometheus_client import CollectorRegistry
 
-from server.api import knowledge, openai, ops
+from server.api import knowledge, openai, ops, responses
 from server.api.errors import install_error_handlers
 from server.drain import Drain, DrainGate
 from server.lifespan import build_lifespan
@@ -49,6 +49,7 @@ def create_app(
     app.state.drain = drain
     install_error_handlers(app, metrics)
     app.include_router(openai.router)
+    app.include_router(responses.router)
     app.include_router(knowledge.router)
     app.include_router(ops.router)
     app.add_middleware(DrainGate, drain=drain)

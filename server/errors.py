@@ -193,3 +193,24 @@ class ShuttingDown(RagwayError):
     type_ = "server_error"
     default_code = "server_shutting_down"
     error_type = "shutting_down"
+
+
+class ResponseNotFound(RagwayError):
+    """A stored response that does not exist, expired, was deleted, or is another tenant's."""
+
+    status = 404
+    type_ = "invalid_request_error"
+    default_code = "response_not_found"
+    error_type = "not_found"
+
+    def __init__(self, response_id: str, *, param: str | None = None):
+        super().__init__(f"Response with id '{response_id}' not found.", param=param)
+
+
+class ResponseStoreUnavailable(RagwayError):
+    """The store of responses (Redis) failed or did not answer in time."""
+
+    status = 503
+    type_ = "server_error"
+    default_code = "response_store_unavailable"
+    error_type = "response_store_unavailable"

@@ -26,6 +26,8 @@ from server.rag.parsers import ParseCaps
 from server.rag.retriever import ChromaRetriever, Retriever
 from server.rag.store import ChromaStore
 from server.rag.tokens import WorkerTokenCounter
+from server.responses.service import ResponsesService
+from server.responses.setup import open_response_store
 from server.services.catalog import Catalog, backends_from
 from server.services.dispatch import Dispatcher
 from server.services.embeddings import EmbeddingService, TokenDecoder
@@ -139,6 +141,11 @@ def build_lifespan(
                 WorkerTokenCounter(upstream, settings.limits.tokenize_concurrency),
                 metrics,
             )
+            generation = GenerationService(
+                catalog, upstream, dispatch, settings=settings, metrics=metrics, rag=rag
+            )
+            responses = await open_response_store(settings, shared)
+            stack.push_async_callback(responses.aclose)
             state = GatewayState(
                 settings=settings,
                 metrics=metrics,
@@ -147,14 +154,7 @@ def build_lifespan(
                 pool=pool,
                 catalog=catalog,
                 health=health,
-                generation=GenerationService(
-                    catalog,
-                    upstream,
-                    dispatch,
-                    settings=settings,
-                    metrics=metrics,
-                    rag=rag,
-                ),
+                generation=generation,
                 embeddings=EmbeddingService(catalog, dispatch, decoder, settings.limits),
                 knowledge=KnowledgeService(
                     settings.rag,
@@ -167,6 +167,7 @@ def build_lifespan(
                     limits=settings.limits,
                 ),
                 drain=draining,
+                responses=ResponsesService(generation, catalog, responses, settings, rag),
             )
             yield {"ragway": state}
 

@@ -217,6 +217,21 @@ class LimitsSettings(_Section):
     max_filter_clauses: Annotated[int, Field(ge=1)] = 64
 
 
+class ResponsesSettings(_Section):
+    """The Responses API's stored responses: in Redis when `state.redis_url` is set (shared by
+    replicas), else in a SQLite file under `rag.data_dir` (or `sqlite_path`)."""
+
+    # Stored responses expire this long after they were created (OpenAI keeps them 30 days).
+    ttl: PositiveSeconds = 30 * 24 * 3600.0
+    # A response whose stored form (input items, output, response object) is larger is
+    # answered but not stored; a request whose input alone is larger is refused.
+    max_stored_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
+    # previous_response_id chains longer than this are refused.
+    max_chain_depth: Annotated[int, Field(ge=1, le=10_000)] = 100
+    # None: DATA_DIR/responses.sqlite3.
+    sqlite_path: Path | None = None
+
+
 FailMode = Literal["open", "closed"]
 
 DEFAULT_RAG_TEMPLATE = (
@@ -327,6 +342,8 @@ class RagwaySettings(BaseSettings):
     rag: RagSettings = RagSettings()
     state: StateSettings = StateSettings()
     limits: LimitsSettings = LimitsSettings()
+
+    responses: ResponsesSettings = ResponsesSettings()
 
     @field_validator("log_level")
     @classmethod

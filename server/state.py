@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from router.pool import WorkerPool
 from server.drain import Drain
 from server.observability.metrics import GatewayMetrics
+from server.responses.service import ResponsesService
 from server.services.catalog import Catalog
 from server.services.embeddings import EmbeddingService
 from server.services.generation import GenerationService
@@ -30,6 +31,7 @@ class GatewayState:
     embeddings: EmbeddingService
     knowledge: KnowledgeService
     drain: Drain
+    responses: ResponsesService
 
     def count_upstream_status(self, status: int) -> None:
         """A worker's own 5xx, relayed as-is, still counts as an upstream failure."""

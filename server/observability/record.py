@@ -45,7 +45,9 @@ class RequestRecord:
     def usage(self, usage: Any) -> None:
         """Token counts from an OpenAI `usage` object, if it is one."""
         if isinstance(usage, dict):
-            prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+            # Chat and completions say prompt/completion; the Responses API, input/output.
+            prompt = usage.get("prompt_tokens", usage.get("input_tokens"))
+            completion = usage.get("completion_tokens", usage.get("output_tokens"))
             self.prompt_tokens = prompt if isinstance(prompt, int) else None
             self.completion_tokens = completion if isinstance(completion, int) else None
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from router.errors import NoHealthyWorker, UnknownModel
+from router.policies import preferred_worker
 from router.pool import WorkerPool
 from router.types import Backend, RouteRequest, WorkerKind
 from server.errors import ModelNotFound, UpstreamUnavailable
@@ -70,8 +71,10 @@ class Catalog:
         session_key: str | None = None,
         prefix: tuple[int, ...] = (),
         exclude: Collection[str] = (),
+        preferred: str | None = None,
     ) -> Route:
-        """Choose a worker for `model` (an alias or a served name), skipping `exclude`."""
+        """Choose a worker for `model` (an alias or a served name), skipping `exclude`; the
+        `preferred` worker while it is healthy and not overloaded."""
         served = self.served_name(model)
         try:
             candidates = self._pool.candidates(kind, served, exclude=exclude)
@@ -81,9 +84,11 @@ class Catalog:
             raise UpstreamUnavailable(
                 f"No healthy worker is serving `{model}` right now; try again shortly."
             ) from exc
-        request = RouteRequest(served, session_key, prefix)
-        policy = self._policies.for_model(kind, served)
-        backend = policy.choose(candidates, request, self._policies.loads)
+        request = RouteRequest(served, session_key, prefix, preferred)
+        loads, policy = self._policies.loads, self._policies.for_model(kind, served)
+        backend = preferred_worker(
+            candidates, request, loads, self._policies.preferred_load_factor
+        ) or policy.choose(candidates, request, loads)
         headers = {
             "content-type": "application/json",
             "x-request-id": request_id,

@@ -25,6 +25,7 @@ from server.observability.metrics import GatewayMetrics
 from server.observability.record import RequestRecord
 from server.protocol.common import parse_request
 from server.protocol.generation import ChatCompletionRequest, CompletionRequest
+from server.protocol.responses import ResponsesRequest
 from server.services.catalog import Catalog, Route
 from server.services.dispatch import Dispatcher, Reroute
 from server.services.rag_chat import RagChat, RagOutcome
@@ -35,19 +36,32 @@ from server.upstream.client import Reply, UpstreamClient
 from server.upstream.sse import EventCutter, data_event, done_event
 
 log = logging.getLogger("ragway.generation")
+# The first lines (without their line ending) of the events that end a Responses stream.
+RESPONSES_STREAM_ENDS = (
+    b"event: response.completed",
+    b"event: response.incomplete",
+    b"event: response.failed",
+)
 
 
 class Endpoint(Enum):
     CHAT = ("/v1/chat/completions", ChatCompletionRequest)
     COMPLETIONS = ("/v1/completions", CompletionRequest)
+    # Prepared by server/responses/, which expands stored state into a stateless request.
+    RESPONSES = ("/v1/responses", ResponsesRequest)
 
     @property
     def path(self) -> str:
         return self.value[0]  # type: ignore[no-any-return]
 
     @property
-    def request_model(self) -> type[ChatCompletionRequest | CompletionRequest]:
+    def request_model(self) -> type[ChatCompletionRequest | CompletionRequest | ResponsesRequest]:
         return self.value[1]  # type: ignore[no-any-return]
+
+    @property
+    def stream_ends(self) -> tuple[bytes, ...]:
+        """Events that end a stream without `[DONE]`: the Responses API sends none."""
+        return RESPONSES_STREAM_ENDS if self is Endpoint.RESPONSES else ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +213,7 @@ class GenerationService:
                 self._upstream.stream(url, prepared.body, route.headers)
             )
             chunks = self._upstream.raw_iter(response, url)
-            cutter = EventCutter()
+            cutter = EventCutter(prepared.endpoint.stream_ends)
             async for chunk in chunks:
                 first = cutter.feed(chunk)
                 if first:

@@ -28,6 +28,8 @@ class PolicyBook:
         self._settings = settings
         self._on_prefix_index_size = on_prefix_index_size
         self.loads = loads
+        # A conversation's previous worker keeps it while under this multiple of the average.
+        self.preferred_load_factor = settings.session_load_factor
         self.prefix_index = PrefixIndex(settings.prefix_max_entries, ttl=settings.prefix_ttl)
         least = LeastLoad()
         self._policies: Mapping[PolicyName, Policy] = {

@@ -53,6 +53,12 @@ def done_event(line: bytes = LF) -> bytes:
 DONE_EVENT = done_event()
 
 
+def _starts_event(events: bytes, first_line: bytes, line: bytes) -> bool:
+    # An event starts the buffer or follows a blank line; JSON data never holds a raw newline.
+    head = first_line + line
+    return events.startswith(head) or line + line + head in events
+
+
 class EventCutter:
     """Passes a byte stream through unchanged, but only in whole events.
 
@@ -61,9 +67,11 @@ class EventCutter:
     sees a half event glued to an error event. Nothing is parsed or re-encoded.
     """
 
-    __slots__ = ("_known", "_tail", "line", "saw_done")
+    __slots__ = ("_ends", "_known", "_tail", "line", "saw_done")
 
-    def __init__(self) -> None:
+    def __init__(self, ends: tuple[bytes, ...] = ()) -> None:
+        # Events that also end a stream, by their first line (the Responses API's last event).
+        self._ends = ends
         self._tail = b""
         self.saw_done = False
         # The stream's line ending; LF until its first line ending is seen.
@@ -81,7 +89,10 @@ class EventCutter:
         end = end_of_last_event(buffer, self.line)
         self._tail = buffer[end:]
         complete = buffer[:end]
-        if complete and complete.rstrip().endswith(_DONE):
+        if complete and (
+            complete.rstrip().endswith(_DONE)
+            or any(_starts_event(complete, end, self.line) for end in self._ends)
+        ):
             self.saw_done = True
         return complete
 

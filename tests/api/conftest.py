@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import tempfile
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +46,10 @@ def token_decoder() -> TokenDecoder:
     return load_token_decoder()
 
 
+def _responses_file() -> str:
+    return os.path.join(tempfile.gettempdir(), f"ragway-api-tests-{os.getpid()}.sqlite3")
+
+
 def settings_for_fakes(**overrides: object) -> RagwaySettings:
     return RagwaySettings.model_validate(
         {
@@ -54,6 +60,8 @@ def settings_for_fakes(**overrides: object) -> RagwaySettings:
             "aliases": {"gpt-4o-mini": "tiny-chat", "text-embedding-3-small": "tiny-embed"},
             "stream": {"ping_interval": 0},
             "health": {"interval": 0.05, "timeout": 1.0},
+            # Stored responses in a file of this test process, never in the user's data dir.
+            "responses": {"sqlite_path": _responses_file()},
             **overrides,
         }
     )

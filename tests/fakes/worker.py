@@ -60,6 +60,54 @@ def usage_event(model: str) -> bytes:
     return b"data: " + orjson.dumps(payload) + b"\n\n"
 
 
+def fake_response(body: dict[str, Any], text: str = "Hello") -> dict[str, Any]:
+    words = len(orjson.dumps(body["input"])) // 4  # about a token per 4 bytes
+    return {
+        "id": body.get("request_id", "resp_fake"),
+        "object": "response",
+        "created_at": 1,
+        "model": body["model"],
+        "status": "completed",
+        "previous_response_id": body.get("previous_response_id"),
+        "store": body.get("store", True),
+        "output": [
+            {
+                "id": "msg_fake",
+                "type": "message",
+                "role": "assistant",
+                "status": "completed",
+                "content": [{"type": "output_text", "text": text, "annotations": []}],
+            }
+        ],
+        "usage": {"input_tokens": words, "output_tokens": 1, "total_tokens": words + 1},
+    }
+
+
+def response_event(kind: str, payload: dict[str, Any]) -> bytes:
+    return f"event: {kind}\ndata: ".encode() + orjson.dumps({"type": kind, **payload}) + b"\n\n"
+
+
+def response_events(response: dict[str, Any]) -> list[bytes]:
+    """vLLM's event sequence for one text message, shortened."""
+    started = {**response, "status": "in_progress", "output": [], "usage": None}
+    text = response["output"][0]["content"][0]["text"]
+    return [
+        response_event("response.created", {"response": started, "sequence_number": 0}),
+        response_event(
+            "response.output_text.delta",
+            {
+                "item_id": "msg_fake",
+                "output_index": 0,
+                "content_index": 0,
+                "delta": text,
+                "logprobs": [],
+                "sequence_number": 1,
+            },
+        ),
+        response_event("response.completed", {"response": response, "sequence_number": 2}),
+    ]
+
+
 @dataclass
 class FakeWorker:
     models: list[str]
@@ -88,6 +136,7 @@ class FakeWorker:
                 Route("/v1/models", self._models),
                 Route("/v1/chat/completions", self._generate, methods=["POST"]),
                 Route("/v1/completions", self._generate, methods=["POST"]),
+                Route("/v1/responses", self._responses, methods=["POST"]),
                 Route("/v1/embeddings", self._embeddings, methods=["POST"]),
                 Route("/tokenize", self._tokenize, methods=["POST"]),
             ]
@@ -129,8 +178,21 @@ class FakeWorker:
         }
         return Response(orjson.dumps(answer), media_type="application/json")
 
-    async def _stream(self, events: list[bytes]) -> AsyncIterator[bytes]:
-        for event in [*events, self.stream_tail] if self.stream_tail else events:
+    async def _responses(self, request: Request) -> Response:
+        """vLLM's stateless /v1/responses: the id is the request's `request_id`, the input
+        tokens are the input's words (so a longer history counts more)."""
+        body = await self._record(request)
+        if self.status != 200:
+            return Response(self.error_body, self.status, media_type="application/json")
+        response = fake_response(body)
+        if not body.get("stream"):
+            return Response(orjson.dumps(response), media_type="application/json")
+        events = self.stream_events or response_events(response)
+        # vLLM ends a Responses stream with its `response.completed` event, not `[DONE]`.
+        return StreamingResponse(self._stream(events, tail=False), media_type="text/event-stream")
+
+    async def _stream(self, events: list[bytes], tail: bool = True) -> AsyncIterator[bytes]:
+        for event in [*events, self.stream_tail] if tail and self.stream_tail else events:
             yield event if self.line == b"\n" else event.replace(b"\n", self.line)
 
     async def _embeddings(self, request: Request) -> Response:

@@ -88,3 +88,18 @@ def test_crlf_split_at_every_byte_is_cut_on_crlf_boundaries() -> None:
     assert [o for o in out if o] == [b"data: 1\r\n\r\n", b"data: 2\r\n\r\n"]
     assert cutter.line == b"\r\n"
     assert split_events(b"".join(out), cutter.line) == [b"data: 1", b"data: 2", b""]
+
+
+def test_a_responses_stream_ends_with_its_completed_event_not_done() -> None:
+    ends = (b"event: response.completed",)
+    cutter = EventCutter(ends)
+    delta = b'event: response.output_text.delta\ndata: {"delta":"event: response.completed\\n"}\n\n'
+    assert cutter.feed(delta) == delta
+    assert not cutter.saw_done  # the words in generated text are JSON-escaped, never a line
+    completed = b'event: response.completed\ndata: {"response":{}}\n\n'
+    assert cutter.feed(completed[:20]) == b""
+    assert cutter.feed(completed[20:]) == completed
+    assert cutter.saw_done
+    plain = EventCutter()
+    plain.feed(completed)
+    assert not plain.saw_done
