@@ -10,7 +10,7 @@ import orjson
 from router.prefix import block_hashes
 from server.services.routing import prompt_prefix
 
-TOOLS = [
+TOOLS: list[dict[str, Any]] = [
     {
         "type": "function",
         "function": {
