@@ -57,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
         help="let vLLM compile the model: ~10-15%% faster, but every start takes minutes longer",
     )
     up.add_argument("--ready-timeout", type=float, default=900.0)
+    _tool_arguments(up)
 
     prep = sub.add_parser("prepare", help="dequantise the default chat model; print its path")
     prep.add_argument("--data-dir", type=Path, default=default_data_dir())
@@ -66,6 +67,30 @@ def _parser() -> argparse.ArgumentParser:
     emb.add_argument("args", nargs=argparse.REMAINDER)
     kb_cli.register(sub)
     return parser
+
+
+def _tool_arguments(up: argparse.ArgumentParser) -> None:
+    tools = up.add_argument_group("tool calling (vLLM's automatic tool choice)")
+    tools.add_argument(
+        "--tool-call-parser",
+        default="hermes",
+        help="vLLM's parser for the model's tool calls: hermes (default; SmolLM2 with ragway's "
+        "template, Qwen2.5, Hermes), llama3_json (Llama 3.x), glm45/glm47 (GLM-4.5 and later)",
+    )
+    tools.add_argument(
+        "--chat-template",
+        type=Path,
+        help="Jinja chat template for vLLM (default: ragway's tool-calling template for the "
+        "default SmolLM2, the model's own for --model)",
+    )
+    tools.add_argument(
+        "--tool-strict-level",
+        choices=("auto", "function", "parameter"),
+        default="parameter",
+        help="how strictly guided decoding holds tool calls to the tools' schemas (default "
+        "parameter: arguments must match, as if every tool were strict)",
+    )
+    tools.add_argument("--no-tools", action="store_true", help="start vLLM without tool calling")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -143,10 +168,23 @@ def _model_dirs(args: argparse.Namespace, stack: Stack) -> tuple[Path, Path]:
     return prepare_chat_model(args.data_dir), embedding_dir
 
 
+def tool_calling(args: argparse.Namespace) -> launch.ToolCalling | None:
+    """How the vLLM workers parse and render tool calls, from `ragway up`'s flags."""
+    if args.no_tools:
+        return None
+    template = args.chat_template
+    if template is None and args.model is None:
+        template = launch.smollm2_tool_template()
+    if template is not None and not template.is_file():
+        raise StackError(f"--chat-template {template}: no such file")
+    return launch.ToolCalling(args.tool_call_parser, template, args.tool_strict_level)
+
+
 def _specs(
     args: argparse.Namespace, chat_dir: Path, embedding_dir: Path, config: Path
 ) -> list[launch.ProcessSpec]:
     cores = os.cpu_count() or 1
+    tools = tool_calling(args)
     specs = [
         launch.vllm_spec(
             chat_dir,
@@ -158,6 +196,7 @@ def _specs(
             # One worker binds itself; several must not all pin to the same core.
             cpu_bind=str(i % cores) if args.chat_workers > 1 else None,
             compile_model=args.compile,
+            tools=tools,
         )
         for i, port in enumerate(chat_ports(args))
     ]

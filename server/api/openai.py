@@ -81,3 +81,11 @@ router.add_route("/v1/embeddings", embeddings, methods=["POST"])
 async def list_models(request: Request) -> Response:
     request.state.record.model = "all"
     return json_response(_state(request).catalog.list_models())
+
+
+@router.get("/v1/models/{model_id:path}")
+async def retrieve_model(request: Request, model_id: str) -> Response:
+    """One model: served, alias or RAG virtual model. Ids may hold `/` (Hugging Face names)."""
+    catalog = _state(request).catalog
+    request.state.record.model = catalog.label(model_id)
+    return json_response(catalog.model_card(model_id))

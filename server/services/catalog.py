@@ -99,6 +99,16 @@ class Catalog:
     def list_models(self) -> dict[str, Any]:
         """OpenAI's model list: what healthy workers serve, as they describe it, plus aliases
         and RAG virtual models."""
+        return {"object": "list", "data": list(self._cards().values())}
+
+    def model_card(self, model_id: str) -> dict[str, Any]:
+        """One entry of the model list, as `GET /v1/models/{id}` returns it."""
+        card = self._cards().get(model_id)
+        if card is None:
+            raise ModelNotFound(model_id)
+        return card
+
+    def _cards(self) -> dict[str, dict[str, Any]]:
         cards = {str(card["id"]): dict(card) for card in self._pool.cards()}
         named = {**self._aliases, **{n: self.served_name(m) for n, m in self._virtual.items()}}
         for alias, target in named.items():
@@ -115,4 +125,4 @@ class Catalog:
             card.setdefault("object", "model")
             card.setdefault("created", self._created)
             card.setdefault("owned_by", "ragway")
-        return {"object": "list", "data": list(cards.values())}
+        return cards

@@ -68,11 +68,29 @@ def prompt_prefix(data: Mapping[str, Any], block_chars: int) -> tuple[int, ...]:
     (system prompt, injected context, earlier turns), or a completion's prompt text."""
     messages = data.get("messages")
     if isinstance(messages, list):
-        text = orjson.dumps(messages).decode()
+        text = _chat_text(messages, data.get("tools"))
     else:
         prompt = data.get("prompt")
         text = prompt if isinstance(prompt, str) else orjson.dumps(prompt).decode()
     return block_hashes(text, block_chars)
+
+
+def _chat_text(messages: list[Any], tools: Any) -> str:
+    """The conversation in the order templates render it. Tool definitions go into the system
+    turn, after the system prompt and before the first user turn (Hermes, Qwen, Llama 3.1), so
+    agents that share a system prompt and a toolset share that prefix, whatever they ask."""
+    if not tools:
+        return orjson.dumps(messages).decode()
+    lead = 0
+    while lead < len(messages) and _is_system(messages[lead]):
+        lead += 1
+    return "".join(
+        orjson.dumps(part).decode() for part in (messages[:lead], tools, messages[lead:])
+    )
+
+
+def _is_system(message: Any) -> bool:
+    return isinstance(message, dict) and message.get("role") in ("system", "developer")
 
 
 def session_key(header_value: str | None, data: Mapping[str, Any]) -> str | None:

@@ -128,6 +128,11 @@ class FakeWorker:
     # Like vLLM: POST /tokenize counts tokens and reports the context length.
     max_model_len: int = 4096
     tokenize_requests: list[dict[str, Any]] = field(default_factory=list)
+    # The assistant message of a non-streamed answer, and its finish reason.
+    message: dict[str, Any] = field(
+        default_factory=lambda: {"role": "assistant", "content": "Hello"}
+    )
+    finish_reason: str = "stop"
 
     def app(self) -> Starlette:
         return Starlette(
@@ -173,7 +178,7 @@ class FakeWorker:
             "id": "chatcmpl-fake",
             "object": "chat.completion",
             "model": body["model"],
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello"}}],
+            "choices": [{"index": 0, "message": self.message, "finish_reason": self.finish_reason}],
             "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
         }
         return Response(orjson.dumps(answer), media_type="application/json")
