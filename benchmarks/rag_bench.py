@@ -129,7 +129,7 @@ def workers(run_dir: Path, embedding_url: str | None, threads: int) -> Iterator[
             )
             # On a small shared machine torch's default (a thread per core) collapses under
             # contention: one short query took 0.2-1.5 s with 2 threads, 37 ms with 1.
-            stack.start(replace(spec, env={"RAGWAY_EMBED_TORCH_THREADS": str(threads)}))
+            stack.start(replace(spec, env={"RAGWAY_EMBED_THREADS": str(threads)}))
             embedding_url = f"http://127.0.0.1:{ports[1]}"
         stack.wait_ready(300)
         yield f"http://127.0.0.1:{ports[0]}", embedding_url
@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--documents", type=int, default=200, help="for the ingest run")
     parser.add_argument("--chats", type=int, default=300, help="of each kind, for TTFT")
     parser.add_argument("--embedding-url", help="an embedding worker (default: start MiniLM)")
-    parser.add_argument("--embedding-threads", type=int, default=1, help="its torch threads")
+    parser.add_argument("--embedding-threads", type=int, default=1, help="its intra-op threads")
     parser.add_argument("--data-dir", type=Path, default=Path("benchmarks/results/raw/rag"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args(argv)
