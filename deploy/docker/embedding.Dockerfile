@@ -15,10 +15,14 @@
 
 ARG TORCH_VERSION=2.13.0
 ARG SENTENCE_TRANSFORMERS_VERSION=6.2.0
+# The worker exports the model to ONNX at start (torch.onnx.export writes through `onnx`) and
+# runs it with onnxruntime (a ragway dependency, through chromadb).
+ARG ONNX_VERSION=1.23.2
 
 FROM python:3.11.14-slim-bookworm AS build
 ARG TORCH_VERSION
 ARG SENTENCE_TRANSFORMERS_VERSION
+ARG ONNX_VERSION
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
@@ -34,7 +38,8 @@ COPY workers ./workers
 COPY ragway ./ragway
 RUN /opt/venv/bin/pip install --no-compile /src \
         "sentence-transformers==${SENTENCE_TRANSFORMERS_VERSION}" \
-        "torch==${TORCH_VERSION}"
+        "torch==${TORCH_VERSION}" \
+        "onnx==${ONNX_VERSION}"
 
 
 FROM build AS model
