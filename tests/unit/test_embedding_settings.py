@@ -18,7 +18,3 @@ def test_onnx_on_a_gpu_is_refused() -> None:
     with pytest.raises(ValidationError, match="CPU only"):
         EmbeddingWorkerSettings(backend="onnx", device="cuda")
 
-
-def test_cache_dir_follows_ragway_data_dir(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RAGWAY_DATA_DIR", "/srv/ragway")
-    assert str(EmbeddingWorkerSettings().cache_dir) == "/srv/ragway/onnx"
