@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import AsyncIterator, Sequence
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from workers.embedding.batcher import DynamicBatcher, Embedded
+from workers.embedding.batcher import BULK_NICE, DynamicBatcher, Embedded
 from workers.embedding.encoder import Vectors
 from workers.embedding.errors import EncoderFailed, QueueFull, WorkerShuttingDown
 from workers.embedding.lane import Item, Job, pick
@@ -338,3 +339,22 @@ async def test_bulk_priority_keeps_a_single_input_in_the_bulk_lane(
     finally:
         gate.set()
         await batcher.aclose()
+
+
+async def test_bulk_passes_run_at_a_lower_os_priority(registry: CollectorRegistry) -> None:
+    niceness: dict[str, int] = {}
+
+    class NiceRecorder(RecordingEncoder):
+        def encode(self, texts: Sequence[str]) -> Vectors:
+            here = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+            niceness["bulk" if len(texts) > 1 else "interactive"] = here
+            return super().encode(texts)
+
+    batcher = await started(NiceRecorder(), registry, max_batch_size=4, max_wait=0)
+    try:
+        await batcher.embed(["t1"])
+        await batcher.embed(["t2", "t3"])
+    finally:
+        await batcher.aclose()
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    assert niceness == {"interactive": base, "bulk": min(base + BULK_NICE, 19)}

@@ -17,4 +17,3 @@ def test_cpu_defaults_to_onnx_and_gpu_to_torch() -> None:
 def test_onnx_on_a_gpu_is_refused() -> None:
     with pytest.raises(ValidationError, match="CPU only"):
         EmbeddingWorkerSettings(backend="onnx", device="cuda")
-

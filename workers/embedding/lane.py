@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -102,6 +104,13 @@ def forward(encoder: Encoder, texts: list[str]) -> Vectors:
     return vectors
 
 
+def lower_priority(nice: int) -> None:
+    """Raise the calling thread's nice value (Linux: niceness is per thread, and threads it
+    starts later, such as ONNX Runtime's intra-op pool, inherit it)."""
+    if nice > 0:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+
+
 def fail(items: Sequence[Item], error: Callable[[], RagwayError]) -> None:
     # A fresh exception per caller: one instance raised in many tasks would share a traceback.
     for item in items:
@@ -122,8 +131,10 @@ class Lane:
         max_batch_size: int,
         max_batch_tokens: int,
         max_wait: float,
+        nice: int = 0,
     ):
         self.name = name
+        self._nice = nice
         self.queue: deque[Item] = deque()
         self._encoder = encoder
         self._metrics = metrics
@@ -142,7 +153,12 @@ class Lane:
     def start(self) -> None:
         if self._task is not None:
             raise RuntimeError(f"the {self.name} lane was already started")
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"embed-{self.name}")
+        self._executor = ThreadPoolExecutor(
+            max_workers=1,
+            thread_name_prefix=f"embed-{self.name}",
+            initializer=lower_priority,
+            initargs=(self._nice,),
+        )
         self._task = asyncio.get_running_loop().create_task(
             self._run(), name=f"ragway-embedding-{self.name}"
         )
