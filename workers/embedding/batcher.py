@@ -55,7 +55,7 @@ class DynamicBatcher:
         metrics: EmbeddingMetrics,
         *,
         max_batch_size: int = 32,
-        max_batch_tokens: int = 4096,
+        max_batch_tokens: int = 1024,
         max_wait: float = 0.002,
         max_queue: int = 4096,
     ):

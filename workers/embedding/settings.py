@@ -49,8 +49,11 @@ class EmbeddingWorkerSettings(BaseSettings):
     # Inputs per forward pass. 32 is sentence-transformers' own default batch size.
     max_batch_size: Annotated[int, Field(ge=1)] = 32
     # Padded tokens per forward pass (inputs x the longest one): a cap on the work, and so on
-    # the time, of one pass. Long inputs go in smaller batches.
-    max_batch_tokens: Annotated[int, Field(ge=1)] = 4096
+    # the time, of one pass. Long inputs go in smaller batches: on a CPU, MiniLM's throughput
+    # for ~160-token chunks peaked at 2-4 per pass and fell by a third at 16 (this machine),
+    # and small passes return ingest results staggered, so the gateway's Chroma writes overlap
+    # the next pass instead of leaving the model idle. 32 short queries still fit in one.
+    max_batch_tokens: Annotated[int, Field(ge=1)] = 1024
     # How long the collector holds a non-full batch open for more inputs.
     max_wait_ms: Annotated[float, Field(ge=0)] = 2.0
     # Inputs waiting for a forward pass; past this the worker answers 503, not a longer queue.
