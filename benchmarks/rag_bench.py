@@ -255,7 +255,7 @@ def main(argv: list[str] | None = None) -> None:
     (args.out / "rag.json").write_text(
         json.dumps({**results, "parameters": vars(args)}, indent=1, default=str)
     )
-    section = markdown(results)
+    section = markdown({**results, "parameters": vars(args)})
     write_section(Path(__file__).with_name("README.md"), section)
     print(section)
 
