@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
+from ragway.launch import embedding_spec
 from workers.embedding.settings import EmbeddingWorkerSettings
 
 
@@ -17,3 +20,9 @@ def test_cpu_defaults_to_onnx_and_gpu_to_torch() -> None:
 def test_onnx_on_a_gpu_is_refused() -> None:
     with pytest.raises(ValidationError, match="CPU only"):
         EmbeddingWorkerSettings(backend="onnx", device="cuda")
+
+
+def test_ragway_up_puts_the_export_in_its_data_dir(tmp_path: Path) -> None:
+    spec = embedding_spec(tmp_path / "model", "m", host="127.0.0.1", port=1, cache_dir=tmp_path)
+    env = {k.removeprefix("RAGWAY_EMBED_").lower(): v for k, v in spec.env.items()}
+    assert EmbeddingWorkerSettings(**env).cache_dir == tmp_path
