@@ -104,6 +104,37 @@ def start_worker(args: argparse.Namespace, procs: list[Proc]) -> str:
     return f"http://127.0.0.1:{port}"
 
 
+def report(
+    args: argparse.Namespace,
+    sentences: int,
+    phases: list[Phase],
+    latency: dict[str, dict[str, float]],
+    ratio: tuple[tuple[float, float, float], tuple[float, float, float]],
+) -> str:
+    direct, through = ratio
+    backend = args.backend or "onnx (default)"
+    return "\n\n".join(
+        [
+            f"Run of {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; all-MiniLM-L6-v2, "
+            f"worker backend {backend}, {args.threads} intra-op thread(s); worker and in-process "
+            f"encode on core(s) {args.model_cpus}, gateway and load generator on "
+            f"{args.client_cpus}; {sentences} distinct sentences, one per request at "
+            f"concurrency {args.concurrency}; in-process: "
+            "`SentenceTransformer.encode(sentences, batch_size=32)` with torch.",
+            f"**worker direct ÷ in-process: {direct[0]:.3f}** "
+            f"(rounds: {direct[1]:.3f}–{direct[2]:.3f}); "
+            f"**through ragway ÷ in-process: {through[0]:.3f}** "
+            f"(rounds: {through[1]:.3f}–{through[2]:.3f})",
+            f"One short query at a time ({args.queries} each, interleaved): "
+            f"**through ragway p50 {latency['ragway']['p50_ms']:.2f} ms** "
+            f"(p99 {latency['ragway']['p99_ms']:.2f} ms); "
+            f"direct p50 {latency['direct']['p50_ms']:.2f} ms "
+            f"(p99 {latency['direct']['p99_ms']:.2f} ms).",
+            phase_table(phases, "req_s", "sentences/s"),
+        ]
+    )
+
+
 def embeddings(args: argparse.Namespace) -> None:
     texts = scenarios.sentences(args.sentences, seed=1)
     pin_self(cpu_set(args.client_cpus))
@@ -126,27 +157,7 @@ def embeddings(args: argparse.Namespace) -> None:
         phases = rounds(runs, args.rounds)
     direct = ratios(phases, "req_s", "direct", "in-process encode")
     through = ratios(phases, "req_s", "ragway", "in-process encode")
-    backend = args.backend or "onnx (default)"
-    text = "\n\n".join(
-        [
-            f"Run of {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; all-MiniLM-L6-v2, "
-            f"worker backend {backend}, {args.threads} intra-op thread(s); worker and in-process "
-            f"encode on core(s) {args.model_cpus}, gateway and load generator on "
-            f"{args.client_cpus}; {len(texts)} distinct sentences, one per request at "
-            f"concurrency {args.concurrency}; in-process: "
-            "`SentenceTransformer.encode(sentences, batch_size=32)` with torch.",
-            f"**worker direct ÷ in-process: {direct[0]:.3f}** "
-            f"(rounds: {direct[1]:.3f}–{direct[2]:.3f}); "
-            f"**through ragway ÷ in-process: {through[0]:.3f}** "
-            f"(rounds: {through[1]:.3f}–{through[2]:.3f})",
-            f"One short query at a time ({args.queries} each, interleaved): "
-            f"**through ragway p50 {latency['ragway']['p50_ms']:.2f} ms** "
-            f"(p99 {latency['ragway']['p99_ms']:.2f} ms); "
-            f"direct p50 {latency['direct']['p50_ms']:.2f} ms "
-            f"(p99 {latency['direct']['p99_ms']:.2f} ms).",
-            phase_table(phases, "req_s", "sentences/s"),
-        ]
-    )
+    text = report(args, len(texts), phases, latency, (direct, through))
     results = {
         "benchmark": "embeddings",
         "parameters": vars(args),
