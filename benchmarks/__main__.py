@@ -16,7 +16,7 @@ BENCHMARKS = {
     "profile": ("benchmarks.profile", "py-spy profile of the gateway under load"),
     "vllm": ("benchmarks.real_workers", "tokens/s through ragway vs direct, real vLLM worker"),
     "embeddings": (
-        "benchmarks.real_workers",
+        "benchmarks.embedding_bench",
         "embedding worker vs in-process SentenceTransformer.encode",
     ),
     "report": ("benchmarks.report", "re-render the overhead report from its JSON"),
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(0 if not args or args[0] in ("-h", "--help") else 2)
     name, rest = args[0], args[1:]
     module = importlib.import_module(BENCHMARKS[name][0])
-    if name in ("vllm", "embeddings"):
+    if name == "vllm":
         module.main([name, *rest])
     else:
         module.main(rest)

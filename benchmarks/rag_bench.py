@@ -37,6 +37,8 @@ import httpx
 import numpy as np
 
 from benchmarks.common import percentile
+from benchmarks.procs import pin_self
+from benchmarks.rag_ingest import WORDS, ingest, queries_under_ingest
 from benchmarks.rag_report import markdown, write_section
 from ragway.launch import ProcessSpec, embedding_spec
 from ragway.stack import Stack, free_port, serve_gateway
@@ -48,7 +50,6 @@ from server.settings import RagSettings
 
 DIMS = 384
 EMBEDDING_MODEL = "all-minilm-l6-v2"
-WORDS = ("router", "kettle", "warranty", "shipping", "invoice", "battery", "cable", "firmware")
 
 
 def ms(values: list[float], q: float) -> float:
@@ -112,8 +113,11 @@ async def retrieval(data_dir: Path, sizes: list[int], queries: int) -> list[dict
 
 
 @contextmanager
-def workers(run_dir: Path, embedding_url: str | None, threads: int) -> Iterator[tuple[str, str]]:
-    """The fake chat worker, and a MiniLM embedding worker unless one is given; their URLs."""
+def workers(
+    run_dir: Path, embedding_url: str | None, threads: int, cpus: str
+) -> Iterator[tuple[str, str]]:
+    """The fake chat worker, and a MiniLM embedding worker unless one is given (pinned to
+    `cpus`); their URLs. The chat worker inherits this process's CPUs."""
     stack = Stack(run_dir / "logs", sys.stderr)
     ports = [free_port(), free_port()]
     chat = ProcessSpec(
@@ -127,66 +131,15 @@ def workers(run_dir: Path, embedding_url: str | None, threads: int) -> Iterator[
             spec = embedding_spec(
                 embedding_model_dir(), EMBEDDING_MODEL, host="127.0.0.1", port=ports[1]
             )
-            # On a small shared machine torch's default (a thread per core) collapses under
-            # contention: one short query took 0.2-1.5 s with 2 threads, 37 ms with 1.
-            stack.start(replace(spec, env={"RAGWAY_EMBED_TORCH_THREADS": str(threads)}))
+            # On a small shared machine the runtimes' default (a thread per core) collapses
+            # under contention: one short query took 0.2-1.5 s with 2 threads, 37 ms with 1.
+            pinned = ["taskset", "-c", cpus, *spec.argv]
+            stack.start(replace(spec, argv=pinned, env={"RAGWAY_EMBED_THREADS": str(threads)}))
             embedding_url = f"http://127.0.0.1:{ports[1]}"
         stack.wait_ready(300)
         yield f"http://127.0.0.1:{ports[0]}", embedding_url
     finally:
         stack.stop()
-
-
-def documents_for(count: int) -> list[str]:
-    paragraph = " ".join(WORDS * 12)
-    return [f"Document {i}.\n\n" + "\n\n".join([paragraph] * 5) for i in range(count)]
-
-
-async def worker_alone(embedding: str, texts: list[str]) -> float:
-    """Seconds the embedding worker takes for `texts`, batched and in flight like ingestion."""
-    gate = asyncio.Semaphore(4)
-    async with httpx.AsyncClient(base_url=embedding, timeout=600) as client:
-
-        async def one(batch: list[str]) -> None:
-            async with gate:
-                body = {"model": EMBEDDING_MODEL, "input": batch}
-                (await client.post("/v1/embeddings", json=body)).raise_for_status()
-
-        started = time.perf_counter()
-        await asyncio.gather(*(one(texts[at : at + 64]) for at in range(0, len(texts), 64)))
-        return time.perf_counter() - started
-
-
-async def ingest(base: str, embedding: str, documents: int) -> dict[str, Any]:
-    texts = documents_for(documents)
-    gate = asyncio.Semaphore(4)
-    async with httpx.AsyncClient(base_url=base, timeout=600) as client:
-        await client.delete("/knowledge_bases/bench-ingest")
-        await client.post("/knowledge_bases", json={"name": "bench-ingest"})
-
-        async def one(i: int) -> int:
-            async with gate:
-                body = {"id": f"d{i}", "text": texts[i]}
-                reply = await client.post("/knowledge_bases/bench-ingest/documents", json=body)
-                reply.raise_for_status()
-                return int(reply.json()["chunks"])
-
-        started = time.perf_counter()
-        chunks = sum(await asyncio.gather(*(one(i) for i in range(documents))))
-        took = time.perf_counter() - started
-        stored = await client.get("/knowledge_bases/bench-ingest/documents/d0")
-    # The same chunks, straight to the worker: what the model alone allows.
-    pieces = [part["text"] for part in stored.json()["data"]] * documents
-    alone = await worker_alone(embedding, pieces)
-    row = {
-        "documents": documents,
-        "chunks": chunks,
-        "seconds": round(took, 2),
-        "chunks_per_s": round(chunks / took, 1),
-        "worker_alone_chunks_per_s": round(len(pieces) / alone, 1),
-    }
-    print(f"ingest {row}", file=sys.stderr)
-    return row
 
 
 def ttft(client: httpx.Client, model: str, question: str) -> float:
@@ -263,12 +216,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--queries", type=int, default=500)
     parser.add_argument("--documents", type=int, default=200, help="for the ingest run")
+    parser.add_argument(
+        "--load-documents", type=int, default=500, help="ingested while queries are timed"
+    )
+    parser.add_argument("--idle-rounds", type=int, default=100, help="queries timed idle")
+    parser.add_argument("--model-cpus", default="1", help="the embedding worker's core(s)")
+    parser.add_argument("--client-cpus", default="0", help="gateway, chat worker, this process")
     parser.add_argument("--chats", type=int, default=300, help="of each kind, for TTFT")
     parser.add_argument("--embedding-url", help="an embedding worker (default: start MiniLM)")
-    parser.add_argument("--embedding-threads", type=int, default=1, help="its torch threads")
+    parser.add_argument("--embedding-threads", type=int, default=1, help="its intra-op threads")
     parser.add_argument("--data-dir", type=Path, default=Path("benchmarks/results/raw/rag"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args(argv)
+    # Everything started from here inherits these CPUs; the embedding worker is pinned apart.
+    pin_self({int(c) for c in args.client_cpus.split(",")})
     results: dict[str, Any] = {
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
@@ -277,17 +238,24 @@ def main(argv: list[str] | None = None) -> None:
     }
     with ExitStack() as stack:
         chat, embedding = stack.enter_context(
-            workers(args.out / "raw", args.embedding_url, args.embedding_threads)
+            workers(args.out / "raw", args.embedding_url, args.embedding_threads, args.model_cpus)
         )
         settings = gateway_settings(chat, embedding, args.data_dir, f"bench-{max(args.sizes)}")
         base = stack.enter_context(serve_gateway(settings, args.out / "raw", name="rag-bench"))
         results["ttft"] = added_ttft(base, embedding, args.chats)
-        results["ingest"] = asyncio.run(ingest(base, embedding, args.documents))
+        model_cpus = {int(c) for c in args.model_cpus.split(",")}
+        results["ingest"] = asyncio.run(
+            ingest(base, embedding, args.documents, model_cpus, args.embedding_threads)
+        )
+        results["under_ingest"] = asyncio.run(
+            queries_under_ingest(base, embedding, args.load_documents, args.idle_rounds)
+        )
+        results["load_average"] = os.getloadavg()
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "rag.json").write_text(
         json.dumps({**results, "parameters": vars(args)}, indent=1, default=str)
     )
-    section = markdown(results)
+    section = markdown({**results, "parameters": vars(args)})
     write_section(Path(__file__).with_name("README.md"), section)
     print(section)
 

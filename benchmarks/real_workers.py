@@ -1,15 +1,12 @@
-"""Ragway in front of real workers, each measured against its own baseline in one interleaved run.
+"""Ragway in front of a real vLLM worker, against it directly, in one interleaved run (the
+embedding worker's benchmark, which shares the helpers here, is in embedding_bench.py).
 
 - `vllm`: a real vLLM CPU worker (`--worker-url`, or one started here from the prepared
   SmolLM2 checkpoint). Streaming chat at concurrency 16, `max_tokens` tokens per answer with
   `ignore_eos` (every answer the same length), direct and through ragway in alternating phases;
   output tokens/s from the answers' `usage`. Nothing is pinned: vLLM uses both cores.
-- `embeddings`: ragway's embedding worker (`python -m workers.embedding`, all-MiniLM-L6-v2).
-  One sentence per request at concurrency 32, direct and through ragway, against in-process
-  `SentenceTransformer.encode` over the same sentences with batch size 32, in rotating order.
 
     python -m benchmarks vllm [--worker-url http://127.0.0.1:8001] --rounds 2 --duration 30
-    python -m benchmarks embeddings --rounds 3 --duration 15
 """
 
 from __future__ import annotations
@@ -161,74 +158,6 @@ def vllm(args: argparse.Namespace) -> None:
     write("vllm", results, text, args.out)
 
 
-def encode_rate(texts: list[str]) -> Callable[[], Phase]:
-    from sentence_transformers import SentenceTransformer  # heavy: only for this benchmark
-
-    model = SentenceTransformer(str(weights.embedding_model_dir()), device="cpu")
-    model.encode(texts[:64], batch_size=32)
-
-    def run() -> Phase:
-        began = time.perf_counter()
-        model.encode(texts, batch_size=32)
-        took = time.perf_counter() - began
-        return {"req_s": len(texts) / took, "tokens_s": 0.0, "e2e_p50": took, "errors": 0}
-
-    return run
-
-
-def embeddings(args: argparse.Namespace) -> None:
-    texts = scenarios.sentences(args.sentences, seed=1)
-    procs: list[Proc] = []
-    with running(procs):
-        port = free_port()
-        spec = launch.embedding_spec(
-            weights.embedding_model_dir(), "all-minilm-l6-v2", host="127.0.0.1", port=port
-        )
-        procs.append(
-            start(
-                "embedding-worker",
-                spec.argv,
-                log_dir=args.out / "raw" / "embeddings",
-                cpus=None,
-                env=spec.env,
-            )
-        )
-        wait_ready(procs[-1], spec.ready_url, 300)
-        worker = f"http://127.0.0.1:{port}"
-        procs.append(
-            targets.ragway(args.out / "raw" / "embeddings", worker, None, kinds=("embedding",))
-        )
-        load = scenarios.embeddings("all-minilm-l6-v2", texts)
-        runs = {
-            "in-process encode": encode_rate(texts),
-            "direct": lambda: asyncio.run(phase(worker + "/v1", load, args.concurrency, args)),
-            "ragway": lambda: asyncio.run(phase(procs[-1].base_url, load, args.concurrency, args)),
-        }
-        phases = rounds(runs, args.rounds)
-    direct = ratios(phases, "req_s", "direct", "in-process encode")
-    gateway = ratios(phases, "req_s", "ragway", "in-process encode")
-    text = "\n\n".join(
-        [
-            f"Run of {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; all-MiniLM-L6-v2, "
-            f"{len(texts)} distinct sentences, one per request at concurrency {args.concurrency}; "
-            "in-process: `SentenceTransformer.encode(sentences, batch_size=32)`.",
-            f"**worker direct ÷ in-process: {direct[0]:.3f}** "
-            f"(rounds: {direct[1]:.3f}–{direct[2]:.3f}); "
-            f"**through ragway ÷ in-process: {gateway[0]:.3f}** "
-            f"(rounds: {gateway[1]:.3f}–{gateway[2]:.3f})",
-            phase_table(phases, "req_s", "sentences/s"),
-        ]
-    )
-    results = {
-        "benchmark": "embeddings",
-        "parameters": vars(args),
-        "ratio_direct": direct,
-        "ratio_ragway": gateway,
-        "phases": phases,
-    }
-    write("embeddings", results, text, args.out)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
@@ -240,16 +169,8 @@ def main(argv: list[str] | None = None) -> None:
     one.add_argument("--worker-url", help="a running vLLM worker (default: start one)")
     one.add_argument("--concurrency", type=int, default=16)
     one.add_argument("--max-tokens", type=int, default=64)
-    two = sub.add_parser("embeddings", help="embedding worker vs in-process encode")
-    two.add_argument("--concurrency", type=int, default=32)
-    two.add_argument("--sentences", type=int, default=4096)
-    for each, duration in ((one, 30.0), (two, 15.0)):
-        each.add_argument("--rounds", type=int, default=2)
-        each.add_argument("--duration", type=float, default=duration, help="seconds per phase")
-        each.add_argument("--warmup", type=float, default=5.0)
-        each.add_argument("--out", type=Path, default=RESULTS)
-    args = parser.parse_args(argv)
-    if args.which == "vllm":
-        vllm(args)
-    else:
-        embeddings(args)
+    one.add_argument("--rounds", type=int, default=2)
+    one.add_argument("--duration", type=float, default=30.0, help="seconds per phase")
+    one.add_argument("--warmup", type=float, default=5.0)
+    one.add_argument("--out", type=Path, default=RESULTS)
+    vllm(parser.parse_args(argv))

@@ -201,7 +201,8 @@ def _specs(
         for i, port in enumerate(chat_ports(args))
     ]
     specs.append(launch.embedding_spec(embedding_dir, EMBEDDING_MODEL, host=args.host,
-                                       port=args.embedding_port))  # fmt: skip
+                                       port=args.embedding_port,
+                                       cache_dir=args.data_dir / "onnx"))  # fmt: skip
     specs.append(launch.gateway_spec(config, host=args.host, port=args.port))
     return specs
 

@@ -115,7 +115,10 @@ def vllm_spec(
     )
 
 
-def embedding_spec(model_dir: Path, served_name: str, *, host: str, port: int) -> ProcessSpec:
+def embedding_spec(
+    model_dir: Path, served_name: str, *, host: str, port: int, cache_dir: Path | None = None
+) -> ProcessSpec:
+    """`cache_dir`: where the worker keeps its ONNX export (default: the worker's own)."""
     return ProcessSpec(
         name=f"embedding:{port}",
         argv=[
@@ -132,6 +135,7 @@ def embedding_spec(model_dir: Path, served_name: str, *, host: str, port: int) -
             served_name,
         ],
         ready_url=f"http://{host}:{port}/health",
+        env={"RAGWAY_EMBED_CACHE_DIR": str(cache_dir)} if cache_dir is not None else {},
     )
 
 

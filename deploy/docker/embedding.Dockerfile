@@ -10,7 +10,7 @@
 #       -t ghcr.io/ragway/embedding:0.1.0 .
 #
 # Stages: `build` installs the locked dependencies (requirements/embedding.txt, torch-cpu.txt:
-# ragway's, sentence-transformers and CPU-only torch) and ragway into a virtualenv;
+# ragway's, sentence-transformers, onnx for the worker's one-time ONNX export, and CPU-only torch) and ragway into a virtualenv;
 # `model` downloads one Hugging Face snapshot; `runtime` is the slim base, the virtualenv and an
 # unprivileged user; `with-model` (the default target) adds the weights at /models/<name>.
 

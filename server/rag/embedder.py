@@ -18,9 +18,15 @@ from server.services.dispatch import Dispatcher, embedding_reroute
 Vector = list[float]
 
 
+# The embedding worker's batcher lane: a query's embedding never waits behind ingest batches.
+PRIORITY_HEADER = "x-ragway-priority"
+
+
 class Embedder(Protocol):
-    async def embed(self, model: str, texts: Sequence[str], request_id: str) -> list[Vector]:
-        """One vector per text, in order."""
+    async def embed(
+        self, model: str, texts: Sequence[str], request_id: str, *, interactive: bool = False
+    ) -> list[Vector]:
+        """One vector per text, in order; `interactive` for a query someone is waiting on."""
         ...
 
 
@@ -51,25 +57,31 @@ class WorkerEmbedder:
         self._batch = batch
         self._in_flight = in_flight
 
-    async def embed(self, model: str, texts: Sequence[str], request_id: str) -> list[Vector]:
+    async def embed(
+        self, model: str, texts: Sequence[str], request_id: str, *, interactive: bool = False
+    ) -> list[Vector]:
         if not texts:
             return []
         gate = asyncio.Semaphore(self._in_flight)
+        priority = "interactive" if interactive else "bulk"
 
         async def one(batch: Sequence[str]) -> list[Vector]:
             async with gate:
-                return await self._embed_batch(model, batch, request_id)
+                return await self._embed_batch(model, batch, request_id, priority)
 
         batches = [texts[at : at + self._batch] for at in range(0, len(texts), self._batch)]
         results = await asyncio.gather(*(one(b) for b in batches))
         return [vector for result in results for vector in result]
 
-    async def _embed_batch(self, model: str, texts: Sequence[str], request_id: str) -> list[Vector]:
+    async def _embed_batch(
+        self, model: str, texts: Sequence[str], request_id: str, priority: str
+    ) -> list[Vector]:
         route = self._catalog.route(WorkerKind.EMBEDDING, model, request_id)
         body = orjson.dumps(
             {"model": route.served_model, "input": list(texts), "encoding_format": "float"}
         )
         reroute = embedding_reroute(self._catalog, model, request_id)
-        reply = await self._dispatch.post(route, reroute, "/v1/embeddings", body)
+        priority_header = {PRIORITY_HEADER: priority}
+        reply = await self._dispatch.post(route, reroute, "/v1/embeddings", body, priority_header)
         reply.raise_for_status()
         return _vectors(reply.content, len(texts))

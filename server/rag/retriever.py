@@ -40,6 +40,8 @@ class ChromaRetriever:
         min_score: float | None,
         request_id: str,
     ) -> list[RetrievedChunk]:
-        (vector,) = await self._embedder.embed(kb.embedding_model, [query], request_id)
+        (vector,) = await self._embedder.embed(
+            kb.embedding_model, [query], request_id, interactive=True
+        )
         found = await self._store.query(kb.name, vector, top_k, where)
         return [c for c in found if min_score is None or (c.score or 0.0) >= min_score]

@@ -11,7 +11,7 @@ connection is retried once on the same worker first: it is usually a stale keep-
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TypeVar
 
@@ -109,16 +109,19 @@ class Dispatcher:
         reroute: Reroute,
         path: str,
         body: bytes,
+        headers: Mapping[str, str] | None = None,
         on_attempt: Callable[[Route], None] | None = None,
     ) -> Reply:
-        """POST `body` to `path` on a worker, failing over as above. The worker's own answer
-        comes back as-is, error statuses included (the last one, when every attempt failed)."""
+        """POST `body` to `path` on a worker, failing over as above, with `headers` added to the
+        route's own. The worker's own answer comes back as-is, error statuses included (the
+        last one, when every attempt failed)."""
 
         async def attempt(route: Route) -> Reply:
             if on_attempt is not None:
                 on_attempt(route)
+            sent = {**route.headers, **headers} if headers else route.headers
             with self._loads.track(route.backend.id):
-                reply = await self._upstream.post(route.backend.url + path, body, route.headers)
+                reply = await self._upstream.post(route.backend.url + path, body, sent)
             if reply.status in RETRYABLE_STATUSES:
                 raise UpstreamStatus(reply.status, reply.content, reply.content_type)
             return reply

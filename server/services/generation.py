@@ -167,7 +167,7 @@ class GenerationService:
             self._reroute(prepared),
             prepared.endpoint.path,
             prepared.body,
-            attempted,
+            on_attempt=attempted,
         )
         if reply.status == 200:
             record.usage(usage_of(reply.content))

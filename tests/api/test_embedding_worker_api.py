@@ -214,3 +214,17 @@ async def test_oversized_body_is_413() -> None:
     async with served(app, "http://w") as c:
         response = await c.post("/v1/embeddings", json={"model": MODEL, "input": "x" * 100})
     assert_openai_error(response, 413)
+
+
+async def test_priority_header(worker: Worker) -> None:
+    body = {"model": MODEL, "input": ["a b", "c"]}
+    for value in ("interactive", "bulk", " Interactive "):
+        response = await worker.client.post(
+            "/v1/embeddings", json=body, headers={"x-ragway-priority": value}
+        )
+        assert response.status_code == 200, response.text
+        assert vectors_of(response).shape == (2, DIM)
+    bad = await worker.client.post(
+        "/v1/embeddings", json=body, headers={"x-ragway-priority": "urgent"}
+    )
+    assert "x-ragway-priority" in assert_openai_error(bad, 400)

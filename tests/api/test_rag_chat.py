@@ -238,3 +238,13 @@ async def test_worker_errors_are_relayed_unchanged_with_rag(rag: Harness) -> Non
     response = await rag.client.post(CHAT, json={"model": "support-bot", "messages": QUESTION})
     assert response.status_code == 400
     assert response.content == rag.chat.error_body  # no `sources` added to an error
+
+
+async def test_query_embedding_is_marked_interactive_and_ingest_bulk(rag: Harness) -> None:
+    """The embedding worker's batcher puts interactive requests on their own lane, so a RAG
+    chat's query embedding never waits behind ingest batches."""
+    # The fixture's ingest: every embedding request so far carried the bulk mark.
+    assert {h.get("x-ragway-priority") for h in rag.embed.headers_seen} == {"bulk"}
+    response = await rag.client.post(CHAT, json={"model": "support-bot", "messages": QUESTION})
+    assert response.status_code == 200
+    assert rag.embed.headers_seen[-1]["x-ragway-priority"] == "interactive"

@@ -29,7 +29,8 @@ STANDARD_LABELS = {
     "app.kubernetes.io/component",
     "app.kubernetes.io/part-of",
 }
-SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL", re.IGNORECASE)
+# "TOKENS" (a count, as in RAGWAY_EMBED_MAX_BATCH_TOKENS) is not a credential.
+SECRET_NAME = re.compile(r"KEY|TOKEN(?!S$)|SECRET|PASSWORD|CREDENTIAL", re.IGNORECASE)
 
 
 def long_running(render: Render) -> list[Manifest]:

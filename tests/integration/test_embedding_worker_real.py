@@ -86,3 +86,32 @@ async def test_batched_requests_match_one_by_one(client: httpx.AsyncClient) -> N
     together = await asyncio.gather(*(embed(client, [t]) for t in texts))
 
     np.testing.assert_allclose(np.concatenate(together), alone, atol=1e-5)
+
+
+async def items_embedded(client: httpx.AsyncClient) -> float:
+    for line in (await client.get("/metrics")).text.splitlines():
+        if line.startswith("ragway_embedding_items_total "):
+            return float(line.split()[1])
+    return 0.0
+
+
+async def test_a_query_is_answered_while_an_ingest_batch_runs(client: httpx.AsyncClient) -> None:
+    """A single-input request goes to the interactive lane: it is answered while a large bulk
+    request (hundreds of long chunks: seconds of model time) is still being embedded."""
+    chunk = "The router ships with a power cable and a two-year warranty. " * 12
+    bulk = asyncio.create_task(
+        client.post(
+            "/v1/embeddings",
+            json={"model": MODEL, "input": [f"{i}. {chunk}" for i in range(256)]},
+            headers={"x-ragway-priority": "bulk"},
+        )
+    )
+    # Until the bulk request's first pass is done: it is queued and running.
+    deadline = asyncio.get_running_loop().time() + 120
+    while await items_embedded(client) == 0:
+        assert asyncio.get_running_loop().time() < deadline, "no bulk pass finished"
+        await asyncio.sleep(0.05)
+    query = await embed(client, ["How do I reset the router?"])
+    assert query.shape == (1, 384)
+    assert not bulk.done()
+    assert (await bulk).status_code == 200

@@ -24,6 +24,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--model-dir", type=Path, help="sentence-transformers model folder")
     parser.add_argument("--served-model-name", help="model id clients ask for")
     parser.add_argument("--log-level", default="info", help="uvicorn log level")
+    # Off by default, as for ragway's vLLM workers: a line per request costs the worker's
+    # one event loop time on every query, and the gateway logs each request already.
+    parser.add_argument("--access-log", action="store_true", help="log every request")
     return parser.parse_args(argv)
 
 
@@ -40,7 +43,13 @@ def main(argv: list[str] | None = None) -> None:
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     app = create_app(settings, registry=registry)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=args.log_level,
+        access_log=args.access_log,
+    )
 
 
 if __name__ == "__main__":

@@ -7,13 +7,18 @@ from dataclasses import dataclass
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from server.errors import PayloadTooLarge
+from server.errors import InvalidRequest, PayloadTooLarge
+from workers.embedding.batcher import Priority
 from workers.embedding.errors import WorkerShuttingDown
 from workers.embedding.metrics import EmbeddingMetrics
 from workers.embedding.protocol import EmbeddingRequest, EmbeddingResponse, parse_embedding_request
 from workers.embedding.service import EmbeddingService
 
 JSON = "application/json"
+# Which batcher lane a request goes to: `interactive` or `bulk`. Without it, a request with one
+# input is interactive. The gateway sets it (RAG's query embedding, ingest batches).
+PRIORITY_HEADER = "x-ragway-priority"
+_PRIORITIES: dict[str, Priority] = {"interactive": "interactive", "bulk": "bulk"}
 
 
 @dataclass
@@ -45,6 +50,18 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def priority_of(request: Request) -> Priority | None:
+    value = request.headers.get(PRIORITY_HEADER)
+    if value is None:
+        return None
+    priority = _PRIORITIES.get(value.strip().lower())
+    if priority is None:
+        raise InvalidRequest(
+            f"The {PRIORITY_HEADER} header must be `interactive` or `bulk`, not {value!r}."
+        )
+    return priority
+
+
 def build_router(state: WorkerState) -> APIRouter:
     router = APIRouter()
 
@@ -64,8 +81,9 @@ def build_router(state: WorkerState) -> APIRouter:
     async def create_embeddings(request: Request) -> Response:
         with state.metrics.track_request():
             service = state.require_service()
+            priority = priority_of(request)
             body = parse_embedding_request(await read_body(request, state.max_body_bytes))
-            content = await service.embed(body)
+            content = await service.embed(body, priority)
         return Response(content, media_type=JSON)
 
     @router.get("/v1/models")

