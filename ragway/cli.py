@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from ragway import kb_cli, launch
+from ragway import kb_cli, keys_cli, launch
 from ragway.stack import Stack, StackError, check_port_free
 from ragway.weights import (
     WeightsError,
@@ -65,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     emb = sub.add_parser("embedding-worker", help="run the embedding worker alone")
     emb.add_argument("args", nargs=argparse.REMAINDER)
     kb_cli.register(sub)
+    keys_cli.register(sub, default_data_dir())
     return parser
 
 
@@ -85,7 +86,9 @@ def main(argv: list[str] | None = None) -> None:
             embedding_main(args.args)
         elif args.command in kb_cli.COMMANDS:
             sys.exit(kb_cli.run(args))
-    except (StackError, WeightsError, kb_cli.CliError) as exc:
+        elif args.command in keys_cli.COMMANDS:
+            sys.exit(keys_cli.run(args))
+    except (StackError, WeightsError, kb_cli.CliError, keys_cli.KeysError) as exc:
         sys.exit(f"ragway: {exc}")
 
 

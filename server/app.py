@@ -16,6 +16,7 @@ from server.observability.metrics import GatewayMetrics
 from server.rag.retriever import Retriever
 from server.services.embeddings import TokenDecoder
 from server.settings import RagwaySettings
+from server.tenancy.gate import TenancyMiddleware
 
 
 def create_app(
@@ -44,5 +45,6 @@ def create_app(
     app.include_router(openai.router)
     app.include_router(knowledge.router)
     app.include_router(ops.router)
+    app.add_middleware(TenancyMiddleware)  # inside the request context: it needs the record
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     return app

@@ -34,6 +34,7 @@ from server.services.routing import PolicyBook
 from server.settings import RagwaySettings
 from server.shared_state import open_shared_state
 from server.state import GatewayState
+from server.tenancy.gate import open_tenancy
 from server.upstream.client import UpstreamClient
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[dict[str, Any]]]
@@ -60,6 +61,10 @@ def build_lifespan(
             stack.push_async_callback(upstream.aclose)
             shared = await open_shared_state(settings.state)
             stack.push_async_callback(shared.aclose)
+            tenancy = open_tenancy(settings, shared, metrics.registry)
+            if tenancy.keys is not None:
+                tenancy.keys.start()
+                stack.push_async_callback(tenancy.keys.aclose)
             decoder = token_decoder
             if decoder is None:
                 decoder = await asyncio.to_thread(load_token_decoder)
@@ -126,6 +131,7 @@ def build_lifespan(
                 ),
                 embeddings=EmbeddingService(catalog, upstream, decoder),
                 knowledge=KnowledgeService(settings.rag, store, ingestor, found, catalog, pool),
+                tenancy=tenancy,
             )
             yield {"ragway": state}
 

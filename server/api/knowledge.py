@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 from typing import Annotated
 
+import orjson
 from fastapi import APIRouter, Query, Request
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
@@ -14,6 +15,8 @@ from server.api.edge import json_response, read_body
 from server.errors import InvalidRequest
 from server.services.knowledge import FileUpload, KnowledgeService
 from server.state import GatewayState
+from server.tenancy.principal import KbAccess
+from server.tenancy.scopes import require_kb
 
 router = APIRouter(prefix="/v1/knowledge_bases")
 
@@ -21,6 +24,20 @@ router = APIRouter(prefix="/v1/knowledge_bases")
 def _service(request: Request) -> KnowledgeService:
     gateway: GatewayState = request.state.ragway
     return gateway.knowledge
+
+
+def _require(request: Request, name: str, needed: KbAccess) -> None:
+    require_kb(request.state.principal, name, needed)
+
+
+def _name_in(raw: bytes) -> str:
+    """The `name` of a create request, for the scope check (the service validates the rest)."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return ""
+    name = data.get("name") if isinstance(data, dict) else None
+    return name if isinstance(name, str) else ""
 
 
 async def _body(request: Request) -> bytes:
@@ -52,21 +69,29 @@ async def _upload(request: Request, raw: bytes) -> FileUpload:
 @router.post("")
 async def create_knowledge_base(request: Request) -> Response:
     raw = await _body(request)
+    _require(request, _name_in(raw), KbAccess.ADMIN)
     return json_response(await _service(request).create(raw, request.state.request_id))
 
 
 @router.get("")
 async def list_knowledge_bases(request: Request) -> Response:
-    return json_response(await _service(request).all())
+    listing = await _service(request).all()
+    principal = request.state.principal
+    if not principal.admin:
+        readable = [kb for kb in listing["data"] if principal.may(kb["name"], KbAccess.READ)]
+        listing = {**listing, "data": readable}
+    return json_response(listing)
 
 
 @router.get("/{name}")
 async def get_knowledge_base(request: Request, name: str) -> Response:
+    _require(request, name, KbAccess.READ)
     return json_response(await _service(request).get(name))
 
 
 @router.delete("/{name}")
 async def delete_knowledge_base(request: Request, name: str) -> Response:
+    _require(request, name, KbAccess.ADMIN)
     return json_response(await _service(request).delete(name))
 
 
@@ -74,6 +99,7 @@ async def delete_knowledge_base(request: Request, name: str) -> Response:
 async def add_document(request: Request, name: str) -> Response:
     """A JSON document (`{"id"?, "text", "title"?, "source"?, "metadata"?}`), or a file as
     multipart/form-data (`file`, with optional `id`, `title`, `source`, `metadata` fields)."""
+    _require(request, name, KbAccess.WRITE)
     raw = await _body(request)
     service, request_id = _service(request), request.state.request_id
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
@@ -90,20 +116,24 @@ async def list_documents(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> Response:
+    _require(request, name, KbAccess.READ)
     return json_response(await _service(request).documents(name, limit, offset))
 
 
 @router.get("/{name}/documents/{document_id:path}")
 async def get_document(request: Request, name: str, document_id: str) -> Response:
+    _require(request, name, KbAccess.READ)
     return json_response(await _service(request).document(name, document_id))
 
 
 @router.delete("/{name}/documents/{document_id:path}")
 async def delete_document(request: Request, name: str, document_id: str) -> Response:
+    _require(request, name, KbAccess.WRITE)
     return json_response(await _service(request).delete_document(name, document_id))
 
 
 @router.post("/{name}/query")
 async def query_knowledge_base(request: Request, name: str) -> Response:
+    _require(request, name, KbAccess.READ)
     raw = await _body(request)
     return json_response(await _service(request).query(name, raw, request.state.request_id))

@@ -16,6 +16,7 @@ from server.api.edge import EventStream, json_response, read_body, until_disconn
 from server.services.generation import Endpoint
 from server.services.usage import usage_of
 from server.state import GatewayState
+from server.tenancy.scopes import visible_models
 
 router = APIRouter()
 
@@ -29,7 +30,9 @@ async def _generate(request: Request, endpoint: Endpoint) -> Response:
     gateway = _state(request)
     raw = await read_body(request, gateway.settings.max_body_bytes)
     session = request.headers.get(gateway.settings.routing.session_header)
-    prepared = await gateway.generation.prepare(endpoint, raw, request.state.request_id, session)
+    prepared = await gateway.generation.prepare(
+        endpoint, raw, request.state.request_id, session, request.state.principal
+    )
     request.state.record.model = gateway.catalog.label(prepared.model)
     if prepared.stream:
         events = await until_disconnect(
@@ -59,7 +62,7 @@ async def embeddings(request: Request) -> Response:
     gateway = _state(request)
     raw = await read_body(request, gateway.settings.max_body_bytes)
     model, reply = await until_disconnect(
-        request, gateway.embeddings.embed(raw, request.state.request_id)
+        request, gateway.embeddings.embed(raw, request.state.request_id, request.state.principal)
     )
     request.state.record.model = gateway.catalog.label(model)
     if reply.status == 200:
@@ -76,4 +79,6 @@ router.add_route("/v1/embeddings", embeddings, methods=["POST"])
 @router.get("/v1/models")
 async def list_models(request: Request) -> Response:
     request.state.record.model = "all"
-    return json_response(_state(request).catalog.list_models())
+    catalog = _state(request).catalog
+    listing = visible_models(request.state.principal, catalog.list_models(), catalog.served_name)
+    return json_response(listing)

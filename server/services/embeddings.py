@@ -18,6 +18,8 @@ from server.errors import InvalidRequest
 from server.protocol.common import parse_body
 from server.protocol.embeddings import EmbeddingRequest
 from server.services.catalog import Catalog
+from server.tenancy.principal import ANONYMOUS, Principal
+from server.tenancy.scopes import require_model
 from server.upstream.client import Reply, UpstreamClient
 
 # Decoding this many tokens or more is moved off the event loop.
@@ -45,9 +47,12 @@ class EmbeddingService:
         self._upstream = upstream
         self._decoder = decoder
 
-    async def embed(self, raw: bytes, request_id: str) -> tuple[str, Reply]:
+    async def embed(
+        self, raw: bytes, request_id: str, principal: Principal = ANONYMOUS
+    ) -> tuple[str, Reply]:
         """Returns the model asked for (for metrics) and the worker's reply."""
         data, request = parse_body(raw, EmbeddingRequest)
+        require_model(principal, request.model, self._catalog.served_name)
         route = self._catalog.route(WorkerKind.EMBEDDING, request.model, request_id)
         changed = route.served_model != request.model
         if changed:
