@@ -127,3 +127,16 @@ def run(args: argparse.Namespace) -> int:
         write_key_file(path, kept)
         print(f"revoked key {args.name!r}")
     return 0
+
+
+LOCAL_KEY_NAME = "ragway-up"
+
+
+def fresh_local_key(path: Path) -> str:
+    """`ragway up --auth`: a new admin key named `ragway-up` in the key file (replacing the
+    one an earlier run made; other entries stay), so the banner can print a working key."""
+    key = new_key()
+    entry = KeyEntry(name=LOCAL_KEY_NAME, sha256=hash_key(key), admin=True)
+    kept = [e for e in _entries(path) if e.name != LOCAL_KEY_NAME]
+    write_key_file(path, [*kept, entry])
+    return key

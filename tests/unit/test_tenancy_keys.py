@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from server.tenancy.keys import KeyFileError, KeyRing, hash_key, parse_entries, read_entries
+from server.tenancy.keys import (
+    KeyFileError,
+    KeyRing,
+    hash_key,
+    parse_entries,
+    read_entries,
+    write_entries,
+)
 from server.tenancy.principal import KbAccess, Principal
 
 GOOD = "a" * 64
@@ -111,3 +118,28 @@ def test_gateway_refuses_to_start_with_a_bad_key_file(tmp_path: Path) -> None:
                           env=env, timeout=60, check=False)  # fmt: skip
     assert done.returncode != 0
     assert "entry 0 ('neg'): limits.tpm" in done.stderr
+
+
+def test_up_auth_banner_prints_a_working_key(tmp_path: Path) -> None:
+    import argparse
+
+    from ragway.cli import _auth_line, example_commands
+    from ragway.keys_cli import fresh_local_key
+
+    keys = tmp_path / "keys.yaml"
+    write_entries(keys, parse_entries({"keys": [{"name": "other", "sha256": GOOD}]}, "x"))
+    first = fresh_local_key(keys)
+    second = fresh_local_key(keys)  # a second `ragway up --auth` replaces the first key
+    ring = KeyRing(read_entries(keys))
+    assert ring.lookup(first) is None
+    principal = ring.lookup(second)
+    assert principal is not None
+    assert principal.admin
+    assert ring.names == ("other", "ragway-up")
+    curl, sdk = example_commands("http://127.0.0.1:8000/v1", "m", second)
+    assert f"Authorization: Bearer {second}" in curl
+    assert f'api_key="{second}"' in sdk
+    args = argparse.Namespace(host="127.0.0.1", port=8000, keys_file=keys, run_dir=None,
+                              data_dir=tmp_path)  # fmt: skip
+    assert second in _auth_line(args, second)
+    assert "OFF" in _auth_line(args, None)
