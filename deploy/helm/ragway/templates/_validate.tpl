@@ -9,6 +9,9 @@ names the value to change. Included once, from the gateway ConfigMap, which is a
 {{- include "ragway.validate.aliases" . }}
 {{- include "ragway.validate.autoscaling" (dict "ctx" . "workers" $workers) }}
 {{- include "ragway.validate.embedding" . }}
+{{- if and (not .Values.auth.enabled) (not .Values.auth.allowAnonymous) }}
+{{- fail "ragway: auth.enabled is false: anyone who reaches the gateway could use every model and delete every knowledge base. Set auth.allowAnonymous: true to accept that" }}
+{{- end }}
 {{- if and .Values.httpRoute.enabled (not .Values.httpRoute.parentRefs) }}
 {{- fail "ragway: httpRoute.enabled needs httpRoute.parentRefs (the Gateway the route attaches to)" }}
 {{- end }}
