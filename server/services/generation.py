@@ -37,7 +37,7 @@ from server.services.routing import prompt_prefix, session_key
 from server.services.usage import StreamTap, usage_of
 from server.settings import RagwaySettings
 from server.tenancy.principal import ANONYMOUS, Principal
-from server.tenancy.scopes import apply_to_body, require_model
+from server.tenancy.scopes import apply_to_body, require_model, with_salt
 from server.upstream.client import Reply, UpstreamClient
 from server.upstream.sse import DONE_EVENT, EventCutter, data_event
 
@@ -135,7 +135,7 @@ class GenerationService:
         data, request = parse_body(raw, endpoint.request_model)
         stream = bool(request.stream)
         require_model(principal, request.model, self._catalog.served_name)
-        tenant_changed = apply_to_body(principal, data)
+        tenant_changed, salted = apply_to_body(principal, data)
         rag = None
         if endpoint is Endpoint.CHAT and self._rag is not None:
             rag = await self._rag.apply(data, request.model, request_id, principal)
@@ -157,7 +157,11 @@ class GenerationService:
         changed = (
             tenant_changed or rag is not None or strip_usage or route.served_model != request.model
         )
-        body = orjson.dumps(forwarded) if changed else raw
+        body = raw
+        if salted and not changed:
+            body = with_salt(raw, data["cache_salt"]) or orjson.dumps(forwarded)
+        elif changed:
+            body = orjson.dumps(forwarded)
         return Prepared(
             endpoint, request.model, target, stream, route, body, request_id, key, prefix, rag,
             strip_usage,

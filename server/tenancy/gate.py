@@ -170,12 +170,12 @@ class TenancyMiddleware:
         state = scope["state"]
         state["principal"] = principal
         if not principal.limits.counted:
-            tenancy.metrics.requests.labels(principal.name).inc()
+            tenancy.metrics.admitted(principal.name)
             try:
                 await self.app(scope, receive, send)
             finally:
-                if record is not None and (tokens := _used(record)):
-                    tenancy.metrics.tokens.labels(principal.name).inc(tokens)
+                if record is not None:
+                    tenancy.metrics.charged(principal.name, _used(record))
             return
         request_id = state.get("request_id", "")
         try:
@@ -184,7 +184,7 @@ class TenancyMiddleware:
             tenancy.reject(principal.name, exc)
             await _send_error(exc, send)
             return
-        tenancy.metrics.requests.labels(principal.name).inc()
+        tenancy.metrics.admitted(principal.name)
         extra = admission.headers()
 
         async def send_with_limits(message: Message) -> None:
@@ -196,6 +196,5 @@ class TenancyMiddleware:
             await self.app(scope, receive, send_with_limits)
         finally:
             tokens = _charged(record, admission)
-            if tokens:
-                tenancy.metrics.tokens.labels(principal.name).inc(tokens)
+            tenancy.metrics.charged(principal.name, tokens)
             await tenancy.limiter.settle(admission, tokens)

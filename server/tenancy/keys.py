@@ -27,7 +27,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from server.tenancy.principal import KbAccess, Limits, Principal, PriorityClass
+from server.tenancy.principal import KbAccess, Limits, Principal, PriorityClass, tenant_salt
 
 KEY_PREFIX = "sk-ragway-"
 NonNegative = Annotated[int, Field(ge=0)]
@@ -80,6 +80,7 @@ class KeyEntry(BaseModel):
             shared_cache=self.shared_cache,
             allow_fields=frozenset(self.allow_fields),
             priority=self.priority,
+            cache_salt=None if self.shared_cache else tenant_salt(self.name),
         )
 
 

@@ -80,6 +80,7 @@ class Limiter:
         self._fail_mode = fail_mode
         self._slot_ttl_ms = int(slot_ttl * 1000)
         self._local = LocalWindows()
+        self._key_cache: dict[str, tuple[str, str, str, str]] = {}
         self._on_fallback = on_fallback
         self._timeout = shared.settings.timeout * 2
         self._last_warning = 0.0
@@ -88,8 +89,17 @@ class Limiter:
         self._settle = redis.register_script(SETTLE_LUA) if redis is not None else None
 
     def _keys(self, name: str) -> tuple[str, str, str, str]:
-        k = self._shared.key
-        return k("rl", name, "rpm"), k("rl", name, "tpm"), k("rl", name, "day"), k("rl", name, "c")
+        keys = self._key_cache.get(name)
+        if keys is None:  # names come from the key file: a bounded cache
+            k = self._shared.key
+            keys = (
+                k("rl", name, "rpm"),
+                k("rl", name, "tpm"),
+                k("rl", name, "day"),
+                k("rl", name, "c"),
+            )
+            self._key_cache[name] = keys
+        return keys
 
     async def admit(self, principal: Principal, estimate: int, request_id: str) -> Admission:
         limits = principal.limits

@@ -3,11 +3,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter
 
 
 class TenantMetrics:
+    """Labelled children are cached per tenant: `labels()` costs a lock and a tuple on every
+    call, and it would run twice a request."""
+
     def __init__(self, registry: CollectorRegistry):
+        self._children: dict[str, tuple[Any, Any]] = {}
         self.requests = Counter(
             "ragway_tenant_requests_total",
             "Requests admitted, by tenant.",
@@ -34,3 +40,17 @@ class TenantMetrics:
             ("mode",),
             registry=registry,
         )
+
+    def _of(self, tenant: str) -> tuple[Any, Any]:
+        children = self._children.get(tenant)
+        if children is None:
+            children = self.requests.labels(tenant), self.tokens.labels(tenant)
+            self._children[tenant] = children
+        return children
+
+    def admitted(self, tenant: str) -> None:
+        self._of(tenant)[0].inc()
+
+    def charged(self, tenant: str, tokens: int) -> None:
+        if tokens:
+            self._of(tenant)[1].inc(tokens)

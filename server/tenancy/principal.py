@@ -62,19 +62,14 @@ class Principal:
     allow_fields: frozenset[str] = frozenset()
     priority: PriorityClass = PriorityClass.STANDARD
     authenticated: bool = True
+    # vLLM's `cache_salt` for this tenant's requests: prefix-cache blocks are only shared
+    # between requests with the same salt. None: no salt (anonymous, or a shared-cache key).
+    cache_salt: str | None = None
 
     @property
     def fairness_id(self) -> str:
         """What flow control shares capacity fairly between: one tenant."""
         return self.name
-
-    @property
-    def cache_salt(self) -> str | None:
-        """vLLM's `cache_salt` for this tenant's requests: prefix-cache blocks are only shared
-        between requests with the same salt. None: no salt (anonymous, or an opted-in key)."""
-        if self.shared_cache or not self.authenticated:
-            return None
-        return hashlib.sha256(b"ragway-tenant:" + self.name.encode()).hexdigest()[:32]
 
     def may_use_model(self, model: str) -> bool:
         return self.admin or any(fnmatchcase(model, pattern) for pattern in self.models)
@@ -91,6 +86,10 @@ class Principal:
     def may(self, knowledge_base: str, needed: KbAccess) -> bool:
         held = self.kb_access(knowledge_base)
         return held is not None and held.rank >= needed.rank
+
+
+def tenant_salt(name: str) -> str:
+    return hashlib.sha256(b"ragway-tenant:" + name.encode()).hexdigest()[:32]
 
 
 ANONYMOUS = Principal(name="anonymous", admin=True, shared_cache=True, authenticated=False)

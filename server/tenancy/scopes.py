@@ -56,9 +56,10 @@ def visible_models(
     return {**listing, "data": cards}
 
 
-def apply_to_body(principal: Principal, data: dict[str, Any]) -> bool:
-    """Check the body's guarded fields and token cap, and set the tenant's cache salt; True
-    when `data` changed (and must be serialised again)."""
+def apply_to_body(principal: Principal, data: dict[str, Any]) -> tuple[bool, bool]:
+    """Check the body's guarded fields and token cap, and set the tenant's cache salt in
+    `data`. Returns (rewritten, salted): rewritten when `data` must be serialised again; salted
+    alone means the raw body only lacks the salt (see `with_salt`)."""
     changed = False
     if not principal.admin:
         for name in GUARDED_FIELDS:
@@ -82,7 +83,19 @@ def apply_to_body(principal: Principal, data: dict[str, Any]) -> bool:
             data["max_tokens"] = cap
             changed = True
     salt = principal.cache_salt
-    if salt is not None:
-        data["cache_salt"] = salt  # replaces any salt the client sent: it is the tenant's
+    if salt is None:
+        return changed, False
+    if "cache_salt" in data:  # the client's own salt is replaced: serialise again
         changed = True
-    return changed
+    data["cache_salt"] = salt
+    return changed, True
+
+
+def with_salt(raw: bytes, salt: str) -> bytes | None:
+    """The raw JSON object with `"cache_salt"` added before its closing brace: cheaper than
+    serialising the parsed body again. None when the bytes do not end like a non-empty object
+    (then the caller serialises)."""
+    body = raw.rstrip()
+    if not body.endswith(b"}") or body[:-1].rstrip().endswith(b"{"):
+        return None
+    return b'%s,"cache_salt":"%s"}' % (body[:-1], salt.encode())

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from server.services.embeddings import TokenDecoder
+from server.tenancy.principal import tenant_salt
 from tests.api.conftest import Harness
 from tests.api.tenancy_support import auth, auth_gateway, key_of, write_key_file
 
@@ -151,3 +152,12 @@ async def test_key_file_changes_apply_without_restart(
         path.write_text("keys: [{name: a, sha256: nothex}]\n")  # a bad edit keeps the old keys
         await asyncio.sleep(0.3)
         assert (await gw.client.get("/v1/models", headers=auth("a"))).status_code == 200
+
+
+async def test_the_salt_is_spliced_into_the_raw_body(gw: Harness) -> None:
+    raw = b'{"model": "tiny-chat", "messages": [{"role": "user", "content": "hi"}]}  \n'
+    response = await gw.client.post("/v1/chat/completions", content=raw, headers=auth("reader"))
+    assert response.status_code == 200
+    sent = gw.chat.raw_bodies[-1]
+    assert sent.startswith(raw.rstrip()[:-1])  # the client's bytes, unchanged, then the salt
+    assert gw.chat.received[-1]["cache_salt"] == tenant_salt("reader")
