@@ -251,18 +251,34 @@ def test_tenants_do_not_share_the_prefix_cache(auth_stack: AuthStack) -> None:
         {"role": "user", "content": "Summarise in one word."},
     ]
 
-    def ask(tenant: str) -> float:
+    def hits() -> float:
+        return auth_stack.running.worker_metric("vllm:prefix_cache_hits_total", port)
+
+    def ask(tenant: str) -> None:
         answer = auth_stack.sdk(tenant).chat.completions.create(
             model=CHAT_MODEL, messages=messages, max_tokens=4
         )
         assert answer.usage is not None
         assert answer.usage.prompt_tokens > 2500
-        return auth_stack.running.worker_metric("vllm:prefix_cache_hits_total", port)
 
-    start = auth_stack.running.worker_metric("vllm:prefix_cache_hits_total", port)
-    after_a = ask("tenant-a")
-    after_b = ask("tenant-b")
+    def settled() -> float:
+        """The counter once it has stopped moving (the engine publishes stats per step)."""
+        last, deadline = hits(), time.monotonic() + 30
+        while time.monotonic() < deadline:
+            time.sleep(1.0)
+            now = hits()
+            if now == last:
+                return now
+            last = now
+        return last
+
+    ask("tenant-a")
+    after_a = settled()
+    ask("tenant-b")
+    after_b = settled()
     assert after_b == after_a  # tenant b's first request found nothing of tenant a's
-    after_b_again = ask("tenant-b")
-    assert after_b_again - after_b > 2000  # its own second request hits its own prefix
-    assert after_a >= start
+    ask("tenant-b")
+    deadline = time.monotonic() + 30
+    while hits() - after_b < 2000:  # its own second request hits its own cached prefix
+        assert time.monotonic() < deadline, f"no prefix-cache hit: {hits() - after_b}"
+        time.sleep(0.5)
