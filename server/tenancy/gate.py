@@ -115,7 +115,7 @@ def _charged(record: RequestRecord | None, admission: Admission) -> int:
     if record is None:
         return admission.estimate
     if record.prompt_tokens is not None or record.completion_tokens is not None:
-        return (record.prompt_tokens or 0) + (record.completion_tokens or 0)
+        return _used(record)
     if record.ttft is not None:
         return admission.estimate + len(record.gaps) + 1
     return 0
@@ -135,7 +135,7 @@ class TenancyMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        state: dict[str, Any] = scope.get("state") or {}
+        state: dict[str, Any] = scope.setdefault("state", {})
         gateway = state.get("ragway")
         if scope["type"] != "http" or gateway is None or not gateway.tenancy.enabled:
             if scope["type"] == "http":
