@@ -213,13 +213,9 @@ def gateways(
 def tenancy_gateways(
     args: argparse.Namespace, run_dir: Path, worker: Proc, procs: list[Proc]
 ) -> list[Target]:
-    """`--baseline SRC`: ragway from another tree (main, no auth); `--tenancy`: this tree with
-    auth and limits in process, and with limits in Redis (on the client's core)."""
+    """`--tenancy`: this tree with auth and limits in process, and with limits in Redis (on
+    the client's core)."""
     found = []
-    if args.baseline is not None:
-        procs.append(tenancy_targets.baseline(run_dir, worker.base_url, args.gateway_cpu,
-                                              args.baseline))  # fmt: skip
-        found.append(Target("ragway-main", procs[-1].base_url, procs[-1]))
     if args.tenancy:
         headers = tenancy_targets.HEADERS
         procs.append(tenancy_targets.with_auth(run_dir, worker.base_url, args.gateway_cpu))
@@ -278,7 +274,6 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-requests", type=int, default=200_000, help="per phase")
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--scenarios", nargs="+", help="only these (chat, chat-stream, ...)")
-    p.add_argument("--baseline", type=Path, help="also run ragway from this source tree")
     p.add_argument("--tenancy", action="store_true",
                    help="also run ragway with auth + limits, in process and in Redis")  # fmt: skip
     return p

@@ -119,8 +119,6 @@ def ragway(
     worker: str,
     cpus: str | None,
     kinds: tuple[str, ...] = ("chat", "embedding"),
-    name: str = "ragway",
-    env: dict[str, str] | None = None,
     **settings: object,
 ) -> Proc:
     """`python -m server` with a YAML file listing the worker once per kind."""
@@ -138,9 +136,7 @@ def ragway(
         },
     )
     spec = gateway_spec(config, host="127.0.0.1", port=port)
-    proc = start(
-        name, spec.argv, log_dir=run_dir / "logs", cpus=cpus, env={**spec.env, **(env or {})}
-    )
+    proc = start("ragway", spec.argv, log_dir=run_dir / "logs", cpus=cpus, env=spec.env)
     proc.base_url = f"http://127.0.0.1:{port}/v1"
     wait_ready(proc, spec.ready_url, 60)
     return proc

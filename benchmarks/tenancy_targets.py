@@ -1,5 +1,5 @@
-"""Extra gateways for the overhead run, to price tenancy: ragway from another source tree (the
-`main` branch, no auth), and this tree with auth and limits counted in process or in Redis.
+"""Extra gateways for the overhead run, to price tenancy: this tree with auth and limits
+counted in process or in Redis (compare with `--baseline main`: ragway without auth).
 
 Every auth target's key has all four counted limits (requests, tokens per minute, tokens per
 day, concurrency), set far above what the run sends, so that admission and settlement do their
@@ -21,13 +21,6 @@ from server.tenancy.keys import KeyEntry, hash_key, write_entries
 BENCH_KEY = "sk-bench-tenant"
 HEADERS = {"authorization": f"Bearer {BENCH_KEY}"}
 _LIMITS = {"rpm": 10**9, "tpm": 10**12, "tokens_per_day": 10**15, "concurrency": 10**6}
-
-
-def baseline(run_dir: Path, worker: str, cpus: str | None, source: Path) -> Proc:
-    """ragway from `source` (a checkout of main) rather than this tree."""
-    proc = targets.ragway(run_dir / "main", worker, cpus, name="ragway-main",
-                          env={"PYTHONPATH": str(source.resolve())})  # fmt: skip
-    return proc
 
 
 def key_file(run_dir: Path) -> Path:
