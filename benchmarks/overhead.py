@@ -188,6 +188,13 @@ def gateways(
         found = [Target(DIRECT, worker.base_url, None)]
         procs.append(targets.ragway(run_dir, worker.base_url, args.gateway_cpu))
         found.append(Target("ragway", procs[-1].base_url, procs[-1]))
+        for ref in args.baseline:
+            name = f"ragway@{ref}"
+            tree = targets.source_tree(ref)
+            procs.append(
+                targets.ragway(run_dir, worker.base_url, args.gateway_cpu, name=name, source=tree)
+            )
+            found.append(Target(name, procs[-1].base_url, procs[-1]))
         found += tenancy_gateways(args, run_dir, worker, procs)
         for name in args.peers:
             try:
@@ -269,6 +276,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--tokens-per-s", type=float, default=1000.0, help="fake worker, per stream")
     p.add_argument("--delay-ms", type=float, default=0.0, help="fake worker's time to first token")
     p.add_argument("--peers", nargs="*", default=list(targets.PEERS), choices=list(targets.PEERS))
+    p.add_argument(
+        "--baseline",
+        nargs="*",
+        default=[],
+        metavar="REF",
+        help="also run ragway as of these git refs (before/after in one interleaved run)",
+    )
     p.add_argument("--gateway-cpu", default="1", help="taskset CPU list for the gateways")
     p.add_argument("--client-cpu", default="0", help="CPU list for the worker and load generator")
     p.add_argument("--max-requests", type=int, default=200_000, help="per phase")

@@ -114,19 +114,43 @@ def fake_worker(
     return proc
 
 
+def source_tree(ref: str, root: Path = REPO / ".bench-src") -> Path:
+    """ragway's code at git `ref`, exported once into root/<commit> (for a before/after run:
+    the same venv, the older code first on PYTHONPATH)."""
+    done = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--verify", f"{ref}^{{commit}}"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise PeerError(f"no commit {ref!r}: {done.stderr.strip()}")
+    commit = done.stdout.strip()
+    tree = root / commit
+    if not (tree / "server" / "__main__.py").is_file():
+        tree.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(
+            ["git", "-C", str(REPO), "archive", commit], capture_output=True, check=True
+        )
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+    return tree
+
+
 def ragway(
     run_dir: Path,
     worker: str,
     cpus: str | None,
     kinds: tuple[str, ...] = ("chat", "embedding"),
+    *,
+    name: str = "ragway",
+    source: Path | None = None,
     **settings: object,
 ) -> Proc:
-    """`python -m server` with a YAML file listing the worker once per kind."""
+    """`python -m server` with a YAML file listing the worker once per kind; with `source`, the
+    code of that tree (see source_tree) instead of this checkout's."""
     port = free_port()
     root = worker.removesuffix("/v1")
     listed = [{"name": f"worker-{kind}", "url": root, "kind": kind} for kind in kinds]
     config = write_gateway_config(
-        run_dir / "ragway.yaml",
+        run_dir / f"{name}.yaml",
         {
             "host": "127.0.0.1",
             "port": port,
@@ -136,7 +160,8 @@ def ragway(
         },
     )
     spec = gateway_spec(config, host="127.0.0.1", port=port)
-    proc = start("ragway", spec.argv, log_dir=run_dir / "logs", cpus=cpus, env=spec.env)
+    env = {**spec.env, "PYTHONPATH": str(source)} if source is not None else spec.env
+    proc = start(name, spec.argv, log_dir=run_dir / "logs", cpus=cpus, env=env)
     proc.base_url = f"http://127.0.0.1:{port}/v1"
     wait_ready(proc, spec.ready_url, 60)
     return proc
