@@ -62,9 +62,8 @@ def build_lifespan(
             shared = await open_shared_state(settings.state)
             stack.push_async_callback(shared.aclose)
             tenancy = open_tenancy(settings, shared, metrics.registry)
-            if tenancy.keys is not None:
-                tenancy.keys.start()
-                stack.push_async_callback(tenancy.keys.aclose)
+            tenancy.start()
+            stack.push_async_callback(tenancy.aclose)
             decoder = token_decoder
             if decoder is None:
                 decoder = await asyncio.to_thread(load_token_decoder)

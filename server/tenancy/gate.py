@@ -53,6 +53,17 @@ class Tenancy:
     def enabled(self) -> bool:
         return self.keys is not None
 
+    def start(self) -> None:
+        """The key file's poll and the Redis settlement batches (lifespan)."""
+        if self.keys is not None:
+            self.keys.start()
+            self.limiter.start()
+
+    async def aclose(self) -> None:
+        await self.limiter.aclose()
+        if self.keys is not None:
+            await self.keys.aclose()
+
     def authenticate(self, scope: Scope) -> Principal:
         if self.keys is None:
             return ANONYMOUS
@@ -197,4 +208,4 @@ class TenancyMiddleware:
         finally:
             tokens = _charged(record, admission)
             tenancy.metrics.charged(principal.name, tokens)
-            await tenancy.limiter.settle(admission, tokens)
+            tenancy.limiter.settle(admission, tokens)

@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 from server.errors import LimitsUnavailable, QuotaExceeded, RateLimited
 from server.shared_state import SharedState
 from server.tenancy.principal import Limits, Principal
+from server.tenancy.settler import Settler
 from server.tenancy.windows import ADMIT_LUA, SETTLE_LUA, LocalWindows, Verdict
 
 log = logging.getLogger("ragway.tenancy")
@@ -86,7 +87,17 @@ class Limiter:
         self._last_warning = 0.0
         redis = shared.redis
         self._admit = redis.register_script(ADMIT_LUA) if redis is not None else None
-        self._settle = redis.register_script(SETTLE_LUA) if redis is not None else None
+        self._settler = (
+            Settler(redis.register_script(SETTLE_LUA), self._timeout) if redis is not None else None
+        )
+
+    def start(self) -> None:
+        if self._settler is not None:
+            self._settler.start()
+
+    async def aclose(self) -> None:
+        if self._settler is not None:
+            await self._settler.aclose()
 
     def _keys(self, name: str) -> tuple[str, str, str, str]:
         keys = self._key_cache.get(name)
@@ -124,22 +135,17 @@ class Limiter:
             raise _rejection(admission, limits)
         return admission
 
-    async def settle(self, admission: Admission, tokens: int) -> None:
-        """Charge the real token count (instead of the estimate) and free the concurrency slot."""
+    def settle(self, admission: Admission, tokens: int) -> None:
+        """Charge the real token count (instead of the estimate) and free the concurrency slot:
+        in process at once, in Redis with the next batch."""
         _, tpm, day, slots = self._keys(admission.principal.name)
         delta = tokens - admission.estimate
-        if admission.shared and self._settle is not None:
-            try:
-                async with asyncio.timeout(self._timeout):
-                    await self._settle(
-                        keys=[tpm, day, slots],
-                        args=[delta, admission.verdict.tpm_window,
-                              admission.verdict.day_window, admission.request_id],
-                    )  # fmt: skip
-            except (RedisError, OSError, TimeoutError) as exc:
-                log.warning("redis: could not settle %s: %s", admission.request_id, exc)
-            return
-        self._local.settle((tpm, day, slots), delta, admission.verdict, admission.request_id)
+        v = admission.verdict
+        if admission.shared and self._settler is not None:
+            self._settler.add((tpm, day, slots), delta, v.tpm_window, v.day_window,
+                              admission.request_id)  # fmt: skip
+        else:
+            self._local.settle((tpm, day, slots), delta, v, admission.request_id)
 
     def _redis_failed(self, exc: BaseException) -> None:
         if self._on_fallback is not None:

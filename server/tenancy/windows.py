@@ -66,15 +66,19 @@ end
 return {reason, retry, rn, rr, tn, tr, tw, dw}
 """
 
-# KEYS: tpm, day, concurrency. ARGV: token delta, tpm window, day window, request id.
+# Settlements of many requests in one call (batched by server/tenancy/settler.py). KEYS: tpm,
+# day, concurrency per request; ARGV: token delta, tpm window, day window, request id per request.
 SETTLE_LUA = """
-local d = tonumber(ARGV[1])
-if d ~= 0 then
-  if redis.call('HGET', KEYS[1], 'w') == ARGV[2] then redis.call('HINCRBY', KEYS[1], 'n', d) end
-  if redis.call('HGET', KEYS[2], 'w') == ARGV[3] then redis.call('HINCRBY', KEYS[2], 'n', d) end
+for i = 0, #KEYS / 3 - 1 do
+  local tpm, day, slots = KEYS[i * 3 + 1], KEYS[i * 3 + 2], KEYS[i * 3 + 3]
+  local d = tonumber(ARGV[i * 4 + 1])
+  if d ~= 0 then
+    if redis.call('HGET', tpm, 'w') == ARGV[i * 4 + 2] then redis.call('HINCRBY', tpm, 'n', d) end
+    if redis.call('HGET', day, 'w') == ARGV[i * 4 + 3] then redis.call('HINCRBY', day, 'n', d) end
+  end
+  redis.call('ZREM', slots, ARGV[i * 4 + 4])
 end
-redis.call('ZREM', KEYS[3], ARGV[4])
-return 1
+return #KEYS / 3
 """
 
 

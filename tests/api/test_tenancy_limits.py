@@ -151,3 +151,29 @@ async def test_redis_killed_applies_the_fail_mode(
             assert after.status_code == 503
             assert after.json()["error"]["code"] == "rate_limits_unavailable"
         assert gw.metric("ragway_tenant_limit_fallbacks_total", {"mode": mode}) == 1
+
+
+async def test_real_tokens_settle_in_redis_for_every_gateway(
+    tmp_path: Path, token_decoder: TokenDecoder, redis_server: RedisServer
+) -> None:
+    keys = write_key_file(tmp_path / "keys.yaml",
+                          {"team": {"limits": {"tpm": 1000, "concurrency": 1}}})  # fmt: skip
+    state = {"redis_url": redis_server.url}
+    body = b'{"model":"tiny-chat","messages":[{"role":"user","content":"hi"}]}'
+    estimate = len(body) // 4
+    await away_from_minute_edge()
+    async with (
+        auth_gateway(tmp_path / "a", token_decoder, keys_file=keys, state=state) as a,
+        auth_gateway(tmp_path / "b", token_decoder, keys_file=keys, state=state) as b,
+    ):
+        first = await a.client.post("/v1/chat/completions", content=body, headers=auth("team"))
+        assert int(first.headers["x-ratelimit-remaining-tokens"]) == 1000 - estimate
+        # The settlement (real usage 3 + 1, the slot freed) reaches Redis with the next batch.
+        for _ in range(100):
+            second = await b.client.post("/v1/chat/completions", content=body,
+                                         headers=auth("team"))  # fmt: skip
+            if second.status_code == 200:
+                break
+            assert second.status_code == 429  # the concurrency slot is not free yet
+            await asyncio.sleep(0.02)
+        assert int(second.headers["x-ratelimit-remaining-tokens"]) == 1000 - 4 - estimate
