@@ -72,7 +72,9 @@ class Principal:
         return self.name
 
     def may_use_model(self, model: str) -> bool:
-        return self.admin or any(fnmatchcase(model, pattern) for pattern in self.models)
+        if self.admin or model in self.models or "*" in self.models:
+            return True  # the common cases, without fnmatch's regex machinery
+        return any(fnmatchcase(model, pattern) for pattern in self.models)
 
     def kb_access(self, knowledge_base: str) -> KbAccess | None:
         if self.admin:
