@@ -241,7 +241,7 @@ def _long_system_prompt() -> str:
         "tenant",
         "apart",
     ]
-    return " ".join(f"{words[i % len(words)]}{i % 97}" for i in range(1400))
+    return " ".join(f"{words[i % len(words)]}{i % 97}" for i in range(1000))
 
 
 def test_tenants_do_not_share_the_prefix_cache(auth_stack: AuthStack) -> None:
