@@ -91,6 +91,11 @@ def auth_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthStack]:
     ready = threading.Event()
     threading.Thread(target=_pump, args=(process, running.output, ready), daemon=True).start()
     ready.wait(START_TIMEOUT)
+    deadline = time.monotonic() + 30  # the banner's key comes a few lines after "ragway is up"
+    while not any("Press Ctrl-C" in line for line in running.output):
+        if process.poll() is not None or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     found = [m for line in running.output if (m := re.search(r"\(shown once\): (\S+)", line))]
     if process.poll() is not None or not found:
         process.kill()
