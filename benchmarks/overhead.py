@@ -29,7 +29,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from benchmarks import identity, report, scenarios, targets
+from benchmarks import identity, report, scenarios, targets, tenancy_targets
 from benchmarks.loadgen import Record, Workload, closed_loop, new_session, open_loop
 from benchmarks.procs import LaunchError, Proc, pin_self, running
 from benchmarks.stats import DIRECT, Phase, summarize
@@ -69,7 +69,8 @@ def plan(args: argparse.Namespace) -> list[Spec]:
     specs = [Spec("chat", c) for c in args.concurrency]
     specs += [Spec("chat-stream", c) for c in args.concurrency]
     specs += [Spec("multi-turn", 16), Spec("embeddings", 16)]
-    return specs + [Spec("chat", 0, rate) for rate in args.rate]
+    specs += [Spec("chat", 0, rate) for rate in args.rate]
+    return [s for s in specs if args.scenarios is None or s.scenario in args.scenarios]
 
 
 async def measure(
@@ -194,6 +195,7 @@ def gateways(
                 targets.ragway(run_dir, worker.base_url, args.gateway_cpu, name=name, source=tree)
             )
             found.append(Target(name, procs[-1].base_url, procs[-1]))
+        found += tenancy_gateways(args, run_dir, worker, procs)
         for name in args.peers:
             try:
                 if name == "litellm":
@@ -213,6 +215,23 @@ def gateways(
             procs.append(proc)
             found.append(Target(name, proc.base_url, proc, headers))
         yield worker, found, skipped
+
+
+def tenancy_gateways(
+    args: argparse.Namespace, run_dir: Path, worker: Proc, procs: list[Proc]
+) -> list[Target]:
+    """`--tenancy`: this tree with auth and limits in process, and with limits in Redis (on
+    the client's core)."""
+    found = []
+    if args.tenancy:
+        headers = tenancy_targets.HEADERS
+        procs.append(tenancy_targets.with_auth(run_dir, worker.base_url, args.gateway_cpu))
+        found.append(Target("ragway-auth", procs[-1].base_url, procs[-1], headers))
+        redis, url = tenancy_targets.redis(run_dir, args.client_cpu)
+        procs.append(redis)
+        procs.append(tenancy_targets.with_auth(run_dir, worker.base_url, args.gateway_cpu, url))
+        found.append(Target("ragway-auth-redis", procs[-1].base_url, procs[-1], headers))
+    return found
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -268,6 +287,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--client-cpu", default="0", help="CPU list for the worker and load generator")
     p.add_argument("--max-requests", type=int, default=200_000, help="per phase")
     p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--scenarios", nargs="+", help="only these (chat, chat-stream, ...)")
+    p.add_argument("--tenancy", action="store_true",
+                   help="also run ragway with auth + limits, in process and in Redis")  # fmt: skip
     return p
 
 

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from ragway import kb_cli, launch
+from ragway import kb_cli, keys_cli, launch
 from ragway.stack import Stack, StackError, check_port_free
 from ragway.weights import (
     WeightsError,
@@ -58,6 +58,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--ready-timeout", type=float, default=900.0)
     _tool_arguments(up)
+    up.add_argument(
+        "--auth",
+        action="store_true",
+        help="require API keys: adds a fresh admin key to the key file and prints it",
+    )
+    up.add_argument(
+        "--keys-file", type=Path, help="key file for --auth (default RUN_DIR/keys.yaml)"
+    )
 
     prep = sub.add_parser("prepare", help="dequantise the default chat model; print its path")
     prep.add_argument("--data-dir", type=Path, default=default_data_dir())
@@ -66,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     emb = sub.add_parser("embedding-worker", help="run the embedding worker alone")
     emb.add_argument("args", nargs=argparse.REMAINDER)
     kb_cli.register(sub)
+    keys_cli.register(sub, default_data_dir())
     return parser
 
 
@@ -110,7 +119,9 @@ def main(argv: list[str] | None = None) -> None:
             embedding_main(args.args)
         elif args.command in kb_cli.COMMANDS:
             sys.exit(kb_cli.run(args))
-    except (StackError, WeightsError, kb_cli.CliError) as exc:
+        elif args.command in keys_cli.COMMANDS:
+            sys.exit(keys_cli.run(args))
+    except (StackError, WeightsError, kb_cli.CliError, keys_cli.KeysError) as exc:
         sys.exit(f"ragway: {exc}")
 
 
@@ -217,14 +228,20 @@ def up(args: argparse.Namespace) -> None:
     for port in chat_ports(args):
         check_port_free(args.host, port, "vLLM worker")
     chat_dir, embedding_dir = _model_dirs(args, stack)
-    config = launch.write_gateway_config(run_dir / "gateway.yaml", _gateway_settings(args))
+    settings = _gateway_settings(args)
+    api_key = None
+    if args.auth:
+        keys_file = args.keys_file or run_dir / "keys.yaml"
+        api_key = keys_cli.fresh_local_key(keys_file)
+        settings["auth"] = {"keys_file": str(keys_file)}
+    config = launch.write_gateway_config(run_dir / "gateway.yaml", settings)
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     started = time.monotonic()
     try:
         for spec in _specs(args, chat_dir, embedding_dir, config):
             stack.start(spec)
         stack.wait_ready(args.ready_timeout)
-        _print_ready(args, time.monotonic() - started)
+        _print_ready(args, time.monotonic() - started, api_key)
         stack.watch()
     except KeyboardInterrupt:
         stack.say("stopping")
@@ -233,15 +250,19 @@ def up(args: argparse.Namespace) -> None:
         stack.say("stopped")
 
 
-def example_commands(base_url: str, model: str) -> tuple[str, str]:
+def example_commands(base_url: str, model: str, api_key: str | None = None) -> tuple[str, str]:
     """A curl command and an OpenAI SDK one-liner against the running stack."""
     body = json.dumps(
         {"model": model, "messages": [{"role": "user", "content": "Say hello"}], "max_tokens": 32}
     )
-    curl = f"curl -s {base_url}/chat/completions -H 'Content-Type: application/json' -d '{body}'"
+    bearer = f" -H 'Authorization: Bearer {api_key}'" if api_key else ""
+    curl = (
+        f"curl -s {base_url}/chat/completions{bearer} -H 'Content-Type: application/json' "
+        f"-d '{body}'"
+    )
     sdk = (
         "python -c 'from openai import OpenAI; "
-        f'c = OpenAI(base_url="{base_url}", api_key="x"); '
+        f'c = OpenAI(base_url="{base_url}", api_key="{api_key or "x"}"); '
         f'r = c.chat.completions.create(model="{CHAT_ALIASES[0]}", max_tokens=32, '
         'messages=[{"role": "user", "content": "Say hello"}]); '
         "print(r.choices[0].message.content)'"
@@ -249,15 +270,29 @@ def example_commands(base_url: str, model: str) -> tuple[str, str]:
     return curl, sdk
 
 
-def _print_ready(args: argparse.Namespace, took: float) -> None:
+def _auth_line(args: argparse.Namespace, api_key: str | None) -> str:
+    if api_key is None:
+        return (
+            f"  auth:     OFF: anyone who can reach {args.host}:{args.port} can use every model "
+            "and read, change or delete every knowledge base (ragway up --auth turns keys on)"
+        )
+    keys_file = args.keys_file or (args.run_dir or args.data_dir / "run") / "keys.yaml"
+    return (
+        f"  auth:     on; admin key `ragway-up` (shown once): {api_key}\n"
+        f"            key file: {keys_file} (ragway keys create|list|revoke --file ...)"
+    )
+
+
+def _print_ready(args: argparse.Namespace, took: float, api_key: str | None = None) -> None:
     base_url = f"http://{args.host}:{args.port}/v1"
-    curl, sdk = example_commands(base_url, args.served_model_name)
+    curl, sdk = example_commands(base_url, args.served_model_name, api_key)
     print(
         f"""
 ragway is up in {took:.0f} s
   base_url: {base_url}
   models:   {args.served_model_name} (aliases: {", ".join(CHAT_ALIASES)})
             {EMBEDDING_MODEL} (aliases: {", ".join(EMBEDDING_ALIASES)})
+{_auth_line(args, api_key)}
 
 Try it:
   {curl}

@@ -51,11 +51,15 @@ def register(sub: Any) -> None:
     ingest.add_argument("--concurrency", type=int, default=4, help="uploads in flight")
     for parser in (create, kb_sub.choices["list"], delete, ingest):
         parser.add_argument("--url", default=DEFAULT_URL, help=f"gateway (default {DEFAULT_URL})")
+        parser.add_argument("--api-key", default=os.environ.get("RAGWAY_API_KEY"),
+                            help="sent as a Bearer token (default: $RAGWAY_API_KEY)")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
     """Run a `kb` or `ingest` command; the exit status."""
-    with httpx.Client(base_url=args.url.rstrip("/"), timeout=httpx.Timeout(600, connect=5)) as http:
+    headers = {"authorization": f"Bearer {args.api_key}"} if args.api_key else {}
+    timeout = httpx.Timeout(600, connect=5)
+    with httpx.Client(base_url=args.url.rstrip("/"), timeout=timeout, headers=headers) as http:
         try:
             if args.command == "ingest":
                 return ingest(http, args)

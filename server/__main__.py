@@ -12,6 +12,7 @@ from server.drain import Drain
 from server.http_server import server_config
 from server.observability.logs import configure_logging
 from server.settings import RagwaySettings
+from server.tenancy.keys import KeyFileError, read_entries
 
 
 class DrainingServer(uvicorn.Server):
@@ -29,6 +30,11 @@ class DrainingServer(uvicorn.Server):
 def main() -> None:
     settings = RagwaySettings.load()
     configure_logging(settings.log_level)
+    if settings.auth.keys_file is not None:
+        try:  # fail before serving, with the entry named, rather than in the lifespan
+            read_entries(settings.auth.keys_file)
+        except KeyFileError as exc:
+            raise SystemExit(f"ragway: auth is on but the key file is unusable: {exc}") from None
     drain = Drain(settings.shutdown.grace)
     config = server_config(create_app(settings, drain=drain), settings)
     DrainingServer(config, drain).run()

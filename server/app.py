@@ -17,6 +17,7 @@ from server.observability.metrics import GatewayMetrics
 from server.rag.retriever import Retriever
 from server.services.embeddings import TokenDecoder
 from server.settings import RagwaySettings
+from server.tenancy.gate import TenancyMiddleware
 
 
 def create_app(
@@ -52,6 +53,7 @@ def create_app(
     app.include_router(responses.router)
     app.include_router(knowledge.router)
     app.include_router(ops.router)
+    app.add_middleware(TenancyMiddleware)  # inside the request context: it needs the record
     app.add_middleware(DrainGate, drain=drain)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     return app

@@ -34,6 +34,8 @@ class RagwayError(Exception):
         self.message = message
         self.param = param
         self.code = code if code is not None else self.default_code
+        # Response headers the error needs (WWW-Authenticate, Retry-After).
+        self.headers: dict[str, str] = {}
 
     def body(self) -> dict[str, Any]:
         return error_body(self.message, self.type_, param=self.param, code=self.code)
@@ -214,3 +216,47 @@ class ResponseStoreUnavailable(RagwayError):
     type_ = "server_error"
     default_code = "response_store_unavailable"
     error_type = "response_store_unavailable"
+
+
+class AuthenticationFailed(RagwayError):
+    """No key, a malformed Authorization header, or a key the key file does not hold."""
+
+    status = 401
+    type_ = "invalid_request_error"
+    default_code = "invalid_api_key"
+    error_type = "invalid_api_key"
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.headers = {"www-authenticate": "Bearer"}
+
+
+class PermissionDenied(RagwayError):
+    status = 403
+    type_ = "invalid_request_error"
+    default_code = "permission_denied"
+    error_type = "permission_denied"
+
+
+class RateLimited(RagwayError):
+    status = 429
+    type_ = "requests"
+    default_code = "rate_limit_exceeded"
+    error_type = "rate_limited"
+    # Which limit: rpm, tpm, tokens_per_day or concurrency (a bounded metrics label).
+    reason: str = "rpm"
+
+
+class QuotaExceeded(RateLimited):
+    type_ = "insufficient_quota"
+    default_code = "insufficient_quota"
+    error_type = "quota_exceeded"
+
+
+class LimitsUnavailable(RagwayError):
+    """Rate limits live in Redis, Redis failed, and the limits fail closed."""
+
+    status = 503
+    type_ = "server_error"
+    default_code = "rate_limits_unavailable"
+    error_type = "rate_limits_unavailable"

@@ -40,6 +40,7 @@ from server.services.routing import PolicyBook
 from server.settings import RagwaySettings
 from server.shared_state import open_shared_state
 from server.state import GatewayState
+from server.tenancy.gate import open_tenancy
 from server.upstream.client import UpstreamClient
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[dict[str, Any]]]
@@ -78,6 +79,9 @@ def build_lifespan(
             stack.push_async_callback(upstream.aclose)
             shared = await open_shared_state(settings.state)
             stack.push_async_callback(shared.aclose)
+            tenancy = open_tenancy(settings, shared, metrics.registry)
+            tenancy.start()
+            stack.push_async_callback(tenancy.aclose)
             decoder = token_decoder
             if decoder is None:
                 decoder = await asyncio.to_thread(load_token_decoder)
@@ -168,6 +172,7 @@ def build_lifespan(
                 ),
                 drain=draining,
                 responses=ResponsesService(generation, catalog, responses, settings, rag),
+                tenancy=tenancy,
             )
             yield {"ragway": state}
 

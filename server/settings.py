@@ -234,6 +234,22 @@ class ResponsesSettings(_Section):
 
 FailMode = Literal["open", "closed"]
 
+
+class AuthSettings(_Section):
+    """API keys (see server/tenancy/keys.py). No `keys_file`: auth is off, and every request
+    runs as one anonymous admin."""
+
+    keys_file: Path | None = None
+    # Seconds between checks of the key file for changes (a Kubernetes Secret update).
+    reload_interval: PositiveSeconds = 2.0
+    # When Redis fails for rate limits: `open` counts in this process, `closed` answers 503.
+    limits_fail_mode: FailMode = "open"
+    # A concurrency slot held in Redis expires after this long (a replica that died mid-request).
+    slot_ttl: PositiveSeconds = 900.0
+    # With auth on, /metrics needs an admin key unless this is true.
+    public_metrics: bool = False
+
+
 DEFAULT_RAG_TEMPLATE = (
     "Answer the user's question with the help of the numbered context passages below. If they "
     "do not contain the answer, say that you do not know.\n\nContext:\n{context}"
@@ -342,8 +358,8 @@ class RagwaySettings(BaseSettings):
     rag: RagSettings = RagSettings()
     state: StateSettings = StateSettings()
     limits: LimitsSettings = LimitsSettings()
-
     responses: ResponsesSettings = ResponsesSettings()
+    auth: AuthSettings = AuthSettings()
 
     @field_validator("log_level")
     @classmethod

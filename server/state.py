@@ -15,6 +15,7 @@ from server.services.health import HealthMonitor
 from server.services.knowledge import KnowledgeService
 from server.settings import RagwaySettings
 from server.shared_state import SharedState
+from server.tenancy.gate import Tenancy
 from server.upstream.client import UpstreamClient
 
 
@@ -32,6 +33,7 @@ class GatewayState:
     knowledge: KnowledgeService
     drain: Drain
     responses: ResponsesService
+    tenancy: Tenancy
 
     def count_upstream_status(self, status: int) -> None:
         """A worker's own 5xx, relayed as-is, still counts as an upstream failure."""

@@ -33,7 +33,9 @@ def install_error_handlers(app: FastAPI, metrics: GatewayMetrics) -> None:
         if isinstance(exc, UpstreamStatus):
             # The worker's own error, relayed with its status and body unchanged.
             return Response(exc.content, exc.upstream_status, media_type=exc.content_type)
-        return json_response(exc.body(), exc.status)
+        response = json_response(exc.body(), exc.status)
+        response.headers.update(exc.headers)
+        return response
 
     async def on_validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncGenerator
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 from starlette.datastructures import Headers, UploadFile
@@ -17,6 +18,8 @@ from server.errors import InvalidRequest
 from server.protocol.knowledge import AddDocument, CreateKnowledgeBase, QueryKnowledgeBase
 from server.services.knowledge import FileUpload, KnowledgeService
 from server.state import GatewayState
+from server.tenancy.principal import KbAccess
+from server.tenancy.scopes import require_kb
 
 router = APIRouter(prefix="/v1/knowledge_bases")
 
@@ -40,6 +43,20 @@ def _body_schema(model: type[BaseModel], *, upload: bool = False) -> dict[str, A
 def _service(request: Request) -> KnowledgeService:
     gateway: GatewayState = request.state.ragway
     return gateway.knowledge
+
+
+def _require(request: Request, name: str, needed: KbAccess) -> None:
+    require_kb(request.state.principal, name, needed)
+
+
+def _name_in(raw: bytes) -> str:
+    """The `name` of a create request, for the scope check (the service validates the rest)."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return ""
+    name = data.get("name") if isinstance(data, dict) else None
+    return name if isinstance(name, str) else ""
 
 
 async def _body(request: Request) -> bytes:
@@ -80,21 +97,29 @@ async def _upload(request: Request, raw: bytes) -> FileUpload:
 @router.post("", openapi_extra=_body_schema(CreateKnowledgeBase))
 async def create_knowledge_base(request: Request) -> Response:
     raw = await _body(request)
+    _require(request, _name_in(raw), KbAccess.ADMIN)
     return json_response(await _service(request).create(raw, request.state.request_id))
 
 
 @router.get("")
 async def list_knowledge_bases(request: Request) -> Response:
-    return json_response(await _service(request).all())
+    listing = await _service(request).all()
+    principal = request.state.principal
+    if not principal.admin:
+        readable = [kb for kb in listing["data"] if principal.may(kb["name"], KbAccess.READ)]
+        listing = {**listing, "data": readable}
+    return json_response(listing)
 
 
 @router.get("/{name}")
 async def get_knowledge_base(request: Request, name: str) -> Response:
+    _require(request, name, KbAccess.READ)
     return json_response(await _service(request).get(name))
 
 
 @router.delete("/{name}")
 async def delete_knowledge_base(request: Request, name: str) -> Response:
+    _require(request, name, KbAccess.ADMIN)
     return json_response(await _service(request).delete(name))
 
 
@@ -102,6 +127,7 @@ async def delete_knowledge_base(request: Request, name: str) -> Response:
 async def add_document(request: Request, name: str) -> Response:
     """A JSON document (`{"id"?, "text", "title"?, "source"?, "metadata"?}`), or a file as
     multipart/form-data (`file`, with optional `id`, `title`, `source`, `metadata` fields)."""
+    _require(request, name, KbAccess.WRITE)
     service, request_id = _service(request), request.state.request_id
     await service.require(name)  # before reading, let alone parsing, the upload
     raw = await _body(request)
@@ -120,20 +146,24 @@ async def list_documents(
     # Chroma's offsets are 32-bit: 2^32 was a 500.
     offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> Response:
+    _require(request, name, KbAccess.READ)
     return json_response(await _service(request).documents(name, limit, offset))
 
 
 @router.get("/{name}/documents/{document_id:path}")
 async def get_document(request: Request, name: str, document_id: str) -> Response:
+    _require(request, name, KbAccess.READ)
     return json_response(await _service(request).document(name, document_id))
 
 
 @router.delete("/{name}/documents/{document_id:path}")
 async def delete_document(request: Request, name: str, document_id: str) -> Response:
+    _require(request, name, KbAccess.WRITE)
     return json_response(await _service(request).delete_document(name, document_id))
 
 
 @router.post("/{name}/query", openapi_extra=_body_schema(QueryKnowledgeBase))
 async def query_knowledge_base(request: Request, name: str) -> Response:
+    _require(request, name, KbAccess.READ)
     raw = await _body(request)
     return json_response(await _service(request).query(name, raw, request.state.request_id))

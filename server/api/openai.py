@@ -13,9 +13,11 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from server.api.edge import EventStream, json_response, read_body, until_disconnect
+from server.errors import ModelNotFound
 from server.services.generation import Endpoint
 from server.services.usage import usage_of
 from server.state import GatewayState
+from server.tenancy.scopes import may_see_model, visible_models
 
 router = APIRouter()
 
@@ -29,7 +31,9 @@ async def _generate(request: Request, endpoint: Endpoint) -> Response:
     gateway = _state(request)
     raw = await read_body(request, gateway.settings.max_body_bytes)
     session = request.headers.get(gateway.settings.routing.session_header)
-    prepared = await gateway.generation.prepare(endpoint, raw, request.state.request_id, session)
+    prepared = await gateway.generation.prepare(
+        endpoint, raw, request.state.request_id, session, request.state.principal
+    )
     request.state.record.model = gateway.catalog.label(prepared.model)
     if prepared.stream:
         relayed = await until_disconnect(
@@ -63,7 +67,7 @@ async def embeddings(request: Request) -> Response:
     gateway = _state(request)
     raw = await read_body(request, gateway.settings.max_body_bytes)
     model, reply = await until_disconnect(
-        request, gateway.embeddings.embed(raw, request.state.request_id)
+        request, gateway.embeddings.embed(raw, request.state.request_id, request.state.principal)
     )
     request.state.record.model = gateway.catalog.label(model)
     if reply.status == 200:
@@ -80,12 +84,18 @@ router.add_route("/v1/embeddings", embeddings, methods=["POST"])
 @router.get("/v1/models")
 async def list_models(request: Request) -> Response:
     request.state.record.model = "all"
-    return json_response(_state(request).catalog.list_models())
+    catalog = _state(request).catalog
+    listing = visible_models(request.state.principal, catalog.list_models(), catalog.served_name)
+    return json_response(listing)
 
 
 @router.get("/v1/models/{model_id:path}")
 async def retrieve_model(request: Request, model_id: str) -> Response:
-    """One model: served, alias or RAG virtual model. Ids may hold `/` (Hugging Face names)."""
+    """One model: served, alias or RAG virtual model. Ids may hold `/` (Hugging Face names).
+    A model the caller's key may not use does not exist for it (404, as in the listing)."""
     catalog = _state(request).catalog
     request.state.record.model = catalog.label(model_id)
-    return json_response(catalog.model_card(model_id))
+    card = catalog.model_card(model_id)
+    if not may_see_model(request.state.principal, model_id, catalog.served_name):
+        raise ModelNotFound(model_id)
+    return json_response(card)

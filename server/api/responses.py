@@ -8,7 +8,7 @@ from starlette.responses import Response
 from server.api.edge import EventStream, json_response, read_body, until_disconnect
 from server.errors import InvalidRequest
 from server.responses.items import listed
-from server.responses.service import ResponsesService
+from server.responses.service import ResponsesService, owner_of
 from server.state import GatewayState
 
 router = APIRouter()
@@ -21,10 +21,9 @@ def _state(request: Request) -> GatewayState:
 
 
 def _owner(request: Request) -> str | None:
-    """The tenant a stored response belongs to: the principal's, once API keys exist (the
-    tenancy middleware puts it on the request state); None for an open gateway."""
-    tenant = getattr(request.state, "tenant", None)
-    return tenant if isinstance(tenant, str) else None
+    """The tenant whose stored responses this request may see (the tenancy middleware puts
+    the principal on the request state)."""
+    return owner_of(request.state.principal)
 
 
 def _service(request: Request) -> ResponsesService:
@@ -36,7 +35,7 @@ async def create_response(request: Request) -> Response:
     raw = await read_body(request, gateway.settings.max_body_bytes)
     session = request.headers.get(gateway.settings.routing.session_header)
     service = gateway.responses
-    turn = await service.prepare(raw, request.state.request_id, _owner(request), session)
+    turn = await service.prepare(raw, request.state.request_id, request.state.principal, session)
     prepared = turn.prepared
     request.state.record.model = gateway.catalog.label(prepared.model)
     if prepared.stream:

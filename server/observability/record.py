@@ -24,6 +24,7 @@ class RequestRecord:
     started: float = field(default_factory=time.perf_counter)
     model: str = UNKNOWN  # a bounded label (see Catalog.label)
     worker: str | None = None
+    tenant: str | None = None  # the API key's name (see server/tenancy)
     status: int = 500
     ttft: float | None = None
     prompt_tokens: int | None = None
@@ -76,6 +77,7 @@ class RequestRecord:
                 "method": self.method,
                 "path": self.path,
                 "model": self.model,
+                "tenant": self.tenant,
                 "worker": self.worker,
                 "status": self.status,
                 "ttft_s": None if self.ttft is None else round(self.ttft, 6),

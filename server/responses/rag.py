@@ -9,6 +9,7 @@ from typing import Any
 
 from server.responses.items import TEXT_PARTS, Item
 from server.services.rag_chat import RagChat, RagOutcome
+from server.tenancy.principal import ANONYMOUS, Principal
 
 
 def _text(content: Any) -> str:
@@ -44,7 +45,12 @@ def _leading_system(items: Sequence[Item]) -> int:
 
 
 async def apply_rag(
-    rag: RagChat, data: dict[str, Any], items: list[Item], model: str, request_id: str
+    rag: RagChat,
+    data: dict[str, Any],
+    items: list[Item],
+    model: str,
+    request_id: str,
+    principal: Principal = ANONYMOUS,
 ) -> tuple[list[Item], RagOutcome] | None:
     """The input items with the retrieved context, and chat's outcome (sources, headers), or
     None when RAG does not apply to this request."""
@@ -54,7 +60,7 @@ async def apply_rag(
         chat["rag"] = data["rag"]
     if isinstance(data.get("max_output_tokens"), int):
         chat["max_tokens"] = data["max_output_tokens"]
-    outcome = await rag.apply(chat, model, request_id)
+    outcome = await rag.apply(chat, model, request_id, principal)
     if outcome is None:
         return None
     augmented = outcome.body["messages"]

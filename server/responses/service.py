@@ -33,12 +33,19 @@ from server.services.generation import Endpoint, GenerationService, Prepared, Re
 from server.services.rag_chat import RagChat
 from server.services.routing import session_key
 from server.settings import RagwaySettings
+from server.tenancy.principal import ANONYMOUS, Principal
+from server.tenancy.scopes import apply_to_body, require_model
 from server.upstream.client import Reply
 
 log = logging.getLogger("ragway.responses")
 _COMPLETED = b"event: response.completed"
 # Fields a worker must not see: ragway owns the state, and RAG is ragway's.
 _NOT_FORWARDED = ("rag", "previous_response_id", "conversation")
+
+
+def owner_of(principal: Principal) -> str | None:
+    """The tenant a stored response belongs to: the key's name; None on an open gateway."""
+    return principal.name if principal.authenticated else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,9 +104,16 @@ class ResponsesService:
         return chain, history([*earlier, previous])
 
     async def prepare(
-        self, raw: bytes, request_id: str, owner: str | None, session_header: str | None = None
+        self,
+        raw: bytes,
+        request_id: str,
+        principal: Principal = ANONYMOUS,
+        session_header: str | None = None,
     ) -> Turn:
         data, request = await parse_request(raw, ResponsesRequest, self._limits)
+        require_model(principal, request.model, self._catalog.served_name)
+        apply_to_body(principal, data, ("max_output_tokens",))
+        owner = owner_of(principal)
         items = input_items(request.input)
         store = request.store is not False
         if store and len(orjson.dumps(items)) > self._settings.max_stored_bytes:
@@ -120,11 +134,15 @@ class ResponsesService:
             full = [*earlier, *items]
         rag = None
         if self._rag is not None:
-            applied = await apply_rag(self._rag, data, full, request.model, request_id)
+            applied = await apply_rag(self._rag, data, full, request.model, request_id, principal)
             if applied is not None:
                 full, rag = applied
         target = rag.model if rag is not None else request.model
-        prefix = block_hashes(orjson.dumps(full).decode(), self._routing.prefix_block_chars)
+        # Salted as chat's (prompt_prefix): a worker's cached prefix serves one tenant.
+        routed = orjson.dumps(full).decode()
+        if isinstance(salt := data.get("cache_salt"), str) and salt:
+            routed = salt + "\x00" + routed
+        prefix = block_hashes(routed, self._routing.prefix_block_chars)
         key = session_key(session_header, data)
         route = self._catalog.route(
             WorkerKind.CHAT, target, request_id, session_key=key, prefix=prefix,

@@ -21,6 +21,8 @@ from server.protocol.embeddings import EmbeddingRequest
 from server.services.catalog import Catalog
 from server.services.dispatch import Dispatcher, embedding_reroute
 from server.settings import LimitsSettings
+from server.tenancy.principal import ANONYMOUS, Principal
+from server.tenancy.scopes import require_model
 from server.upstream.client import Reply
 
 EMBEDDINGS = "/v1/embeddings"
@@ -56,9 +58,12 @@ class EmbeddingService:
         self._dispatch = dispatch
         self._decoder = decoder
 
-    async def embed(self, raw: bytes, request_id: str) -> tuple[str, Reply]:
+    async def embed(
+        self, raw: bytes, request_id: str, principal: Principal = ANONYMOUS
+    ) -> tuple[str, Reply]:
         """Returns the model asked for (for metrics) and the worker's reply."""
         data, request = await parse_request(raw, EmbeddingRequest, self._limits)
+        require_model(principal, request.model, self._catalog.served_name)
         route = self._catalog.route(WorkerKind.EMBEDDING, request.model, request_id)
         changed = route.served_model != request.model
         if changed:

@@ -32,6 +32,8 @@ from server.services.rag_chat import RagChat, RagOutcome
 from server.services.routing import prompt_prefix, session_key
 from server.services.usage import StreamTap, usage_of
 from server.settings import RagwaySettings
+from server.tenancy.principal import ANONYMOUS, Principal
+from server.tenancy.scopes import apply_to_body, require_model, with_salt
 from server.upstream.client import Reply, UpstreamClient
 from server.upstream.sse import EventCutter, data_event, done_event
 
@@ -128,17 +130,25 @@ class GenerationService:
         self._rag = rag
 
     async def prepare(
-        self, endpoint: Endpoint, raw: bytes, request_id: str, session_header: str | None = None
+        self,
+        endpoint: Endpoint,
+        raw: bytes,
+        request_id: str,
+        session_header: str | None = None,
+        principal: Principal = ANONYMOUS,
     ) -> Prepared:
         data, request = await parse_request(raw, endpoint.request_model, self._limits)
         stream = bool(request.stream)
+        require_model(principal, request.model, self._catalog.served_name)
+        tenant_changed, salted = apply_to_body(principal, data)
         rag = None
         if endpoint is Endpoint.CHAT and self._rag is not None:
-            rag = await self._rag.apply(data, request.model, request_id)
+            rag = await self._rag.apply(data, request.model, request_id, principal)
         target = rag.model if rag is not None else request.model
         key = session_key(session_header, data)
         routed = rag.body if rag is not None else data
-        prefix = prompt_prefix(routed, self._routing.prefix_block_chars)
+        # Keyed by the tenant's cache salt too: a worker's cached prefix only serves that tenant.
+        prefix = prompt_prefix(routed, self._routing.prefix_block_chars, data.get("cache_salt"))
         route = self._catalog.route(
             WorkerKind.CHAT, target, request_id, session_key=key, prefix=prefix
         )
@@ -149,8 +159,14 @@ class GenerationService:
                                            "include_usage": True}  # fmt: skip
         if rag is None and route.served_model != request.model:
             forwarded["model"] = route.served_model
-        changed = rag is not None or strip_usage or route.served_model != request.model
-        body = orjson.dumps(forwarded) if changed else raw
+        changed = (
+            tenant_changed or rag is not None or strip_usage or route.served_model != request.model
+        )
+        body = raw
+        if salted and not changed:
+            body = with_salt(raw, data["cache_salt"]) or orjson.dumps(forwarded)
+        elif changed:
+            body = orjson.dumps(forwarded)
         return Prepared(
             endpoint, request.model, target, stream, route, body, request_id, key, prefix, rag,
             strip_usage,

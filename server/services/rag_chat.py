@@ -38,6 +38,8 @@ from server.rag.store import ChromaStore
 from server.rag.tokens import TokenCounter
 from server.services.catalog import Catalog, Route
 from server.settings import FailMode, RagSettings, VirtualModel
+from server.tenancy.principal import ANONYMOUS, KbAccess, Principal
+from server.tenancy.scopes import require_kb
 from server.upstream.client import Reply
 from server.upstream.sse import LF
 
@@ -148,11 +150,18 @@ class RagChat:
             ),
         )
 
-    async def apply(self, data: dict[str, Any], model: str, request_id: str) -> RagOutcome | None:
+    async def apply(
+        self,
+        data: dict[str, Any],
+        model: str,
+        request_id: str,
+        principal: Principal = ANONYMOUS,
+    ) -> RagOutcome | None:
         """The rewritten request, or None when RAG does not apply to it."""
         plan = self._plan(data, model)
         if plan is None:
             return None
+        require_kb(principal, plan.knowledge_base, KbAccess.READ)
         route = self._catalog.route(WorkerKind.CHAT, plan.model, request_id)
         body = {k: v for k, v in data.items() if k != "rag"}
         body["model"] = route.served_model

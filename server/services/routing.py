@@ -63,15 +63,20 @@ class PolicyBook:
         return self._policies[self.name_for(kind, served_model)]
 
 
-def prompt_prefix(data: Mapping[str, Any], block_chars: int) -> tuple[int, ...]:
+def prompt_prefix(
+    data: Mapping[str, Any], block_chars: int, cache_salt: Any = None
+) -> tuple[int, ...]:
     """Block hashes of what a worker's prefix cache would key on: the chat messages in order
-    (system prompt, injected context, earlier turns), or a completion's prompt text."""
+    (system prompt, injected context, earlier turns), or a completion's prompt text; salted
+    as vLLM salts its cache blocks (`cache_salt`), so tenants never share entries."""
     messages = data.get("messages")
     if isinstance(messages, list):
         text = _chat_text(messages, data.get("tools"))
     else:
         prompt = data.get("prompt")
         text = prompt if isinstance(prompt, str) else orjson.dumps(prompt).decode()
+    if isinstance(cache_salt, str) and cache_salt:
+        text = cache_salt + "\x00" + text
     return block_hashes(text, block_chars)
 
 

@@ -1,6 +1,7 @@
-"""The Helm chart's `helm test` script, run for real: its knowledge-base round trip (create,
-ingest, query, RAG chat with sources, delete) against a gateway served over HTTP by uvicorn,
-with fake workers behind it. There is no cluster here; this is as close as it gets."""
+"""The Helm chart's `helm test` script, run for real: its auth checks (no key and a wrong key get
+401) and its knowledge-base round trip (create, ingest, query, RAG chat with sources, delete),
+against a gateway with auth on, served over HTTP by uvicorn, with fake workers behind it. There
+is no cluster here; this is as close as it gets."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import orjson
 import pytest
 import uvicorn
 from prometheus_client import CollectorRegistry
@@ -20,6 +20,7 @@ from ragway.stack import answers, free_port
 from server.app import create_app
 from server.services.embeddings import TokenDecoder
 from tests.api.conftest import settings_for_fakes
+from tests.api.tenancy_support import key_of, write_key_file
 from tests.fakes.worker import FakeWorker, HostRouter
 from tests.helm.chart import render_set
 
@@ -38,7 +39,8 @@ def served_gateway(tmp_path: Path, token_decoder: TokenDecoder) -> Iterator[tupl
     transport = HostRouter()
     transport.add("chat.test", chat)
     transport.add("embed.test", FakeWorker(models=["tiny-embed"], kind="embedding"))
-    settings = settings_for_fakes(rag={"data_dir": str(tmp_path)})
+    keys = write_key_file(tmp_path / "keys.yaml", {"root": {"admin": True}})
+    settings = settings_for_fakes(rag={"data_dir": str(tmp_path)}, auth={"keys_file": str(keys)})
     app = create_app(
         settings,
         upstream_transport=transport,
@@ -61,7 +63,7 @@ def served_gateway(tmp_path: Path, token_decoder: TokenDecoder) -> Iterator[tupl
 
 
 ENV = {
-    "RAGWAY_API_KEYS": orjson.dumps(["helm-test-key"]).decode(),
+    "RAGWAY_API_KEY": key_of("root"),
     "EXPECTED_MODELS": "tiny-chat,tiny-embed",
     "CHAT_MODEL": "tiny-chat",
     "EMBEDDING_MODEL": "tiny-embed",
@@ -83,6 +85,8 @@ def test_the_helm_test_script_does_the_knowledge_base_round_trip(
 ) -> None:
     done = _run(served_gateway[0])
     assert done.returncode == 0, done.stdout + done.stderr
+    assert "/v1/models with 'no key' 401" in done.stdout
+    assert "/v1/models with 'sk-wrong-key' 401" in done.stdout
     assert "query 200 ['zephyr']" in done.stdout
     assert "rag chat 200 sources ['zephyr']" in done.stdout
     assert "knowledge-base round trip ok" in done.stdout

@@ -13,12 +13,12 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server.app import create_app
 from server.services.embeddings import TokenDecoder
 from tests.api.conftest import settings_for_fakes
 from tests.api.rag_gateway import add_docs, rag_gateway
+from tests.api.tenancy_support import key_of, write_key_file
 from tests.api.test_errors import assert_openai_error
 from tests.api.test_responses import sse_events, user
 from tests.fakes.worker import FakeWorker, HostRouter
@@ -29,18 +29,12 @@ URL = "/v1/responses"
 HOSTS = ("chat-a.test", "chat-b.test")
 
 
-class TenantFromHeader:
-    """Stands in for the tenancy middleware: the request's tenant from a test header."""
+TENANTS: dict[str, dict[str, Any]] = {"t1": {}, "t2": {}}
 
-    def __init__(self, app: ASGIApp):
-        self.app = app
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            tenant = dict(scope["headers"]).get(b"x-test-tenant")
-            state = scope.setdefault("state", {})
-            scope["state"] = {**state, "tenant": tenant.decode() if tenant else None}
-        await self.app(scope, receive, send)
+def as_tenant(tenant: str) -> dict[str, str]:
+    """The headers of a request made with that tenant's API key (auth is on)."""
+    return {"authorization": f"Bearer {key_of(tenant)}"}
 
 
 @dataclass
@@ -65,7 +59,7 @@ class Replicas:
 
 async def create(client: httpx.AsyncClient, tenant: str = "t1", **body: Any) -> dict[str, Any]:
     response = await client.post(
-        URL, json={"model": "gpt-4o-mini", **body}, headers={"x-test-tenant": tenant}
+        URL, json={"model": "gpt-4o-mini", **body}, headers=as_tenant(tenant)
     )
     assert response.status_code == 200, response.text
     answer: dict[str, Any] = response.json()
@@ -73,7 +67,11 @@ async def create(client: httpx.AsyncClient, tenant: str = "t1", **body: Any) -> 
 
 
 async def replicas(
-    stack: AsyncExitStack, token_decoder: TokenDecoder, redis_url: str, **overrides: Any
+    stack: AsyncExitStack,
+    token_decoder: TokenDecoder,
+    redis_url: str,
+    keys_dir: Path,
+    **overrides: Any,
 ) -> Replicas:
     workers = {host: FakeWorker(models=["tiny-chat"]) for host in HOSTS}
     transport = HostRouter()
@@ -83,18 +81,17 @@ async def replicas(
         workers=[{"url": f"http://{h}", "name": f"chat-{i}"} for i, h in enumerate(HOSTS)],
         state={"redis_url": redis_url, "timeout": 0.3, "connect_timeout": 0.3},
         retries={"backoff": 0},
+        auth={"keys_file": str(write_key_file(keys_dir / "keys.yaml", TENANTS))},
         **overrides,
     )
     clients = [
         await stack.enter_async_context(
             served(
-                TenantFromHeader(
-                    create_app(
-                        settings,
-                        upstream_transport=transport,
-                        registry=CollectorRegistry(),
-                        token_decoder=token_decoder,
-                    )
+                create_app(
+                    settings,
+                    upstream_transport=transport,
+                    registry=CollectorRegistry(),
+                    token_decoder=token_decoder,
                 )
             )
         )
@@ -104,9 +101,11 @@ async def replicas(
 
 
 @pytest.fixture
-async def shared(redis_server: RedisServer, token_decoder: TokenDecoder) -> AsyncIterator[Replicas]:
+async def shared(
+    redis_server: RedisServer, token_decoder: TokenDecoder, tmp_path: Path
+) -> AsyncIterator[Replicas]:
     async with AsyncExitStack() as stack:
-        yield await replicas(stack, token_decoder, redis_server.url)
+        yield await replicas(stack, token_decoder, redis_server.url, tmp_path)
 
 
 async def test_a_follow_up_through_another_replica_gets_the_history_on_the_same_worker(
@@ -119,7 +118,7 @@ async def test_a_follow_up_through_another_replica_gets_the_history_on_the_same_
         sent = shared.received(second["id"])
         assert sent["input"] == [user(f"Hi, I am user {n}."), first["output"][0], user("Who am I?")]
         # Either replica can fetch either turn.
-        assert (await shared.a.get(f"{URL}/{second['id']}", headers={"x-test-tenant": "t1"})
+        assert (await shared.a.get(f"{URL}/{second['id']}", headers=as_tenant("t1"))
                 ).json() == second  # fmt: skip
     # Six conversations, each kept on one worker: a random choice would not (1 in 64).
 
@@ -138,7 +137,7 @@ async def test_when_the_previous_worker_fails_another_gets_the_whole_history(
 
 async def test_another_tenant_sees_nothing(shared: Replicas) -> None:
     mine = await create(shared.a, tenant="t1", input="secret")
-    other = {"x-test-tenant": "t2"}
+    other = as_tenant("t2")
     for response in (
         await shared.b.get(f"{URL}/{mine['id']}", headers=other),
         await shared.b.get(f"{URL}/{mine['id']}/input_items", headers=other),
@@ -150,7 +149,7 @@ async def test_another_tenant_sees_nothing(shared: Replicas) -> None:
         ),
     ):
         assert_openai_error(response, 404, "response_not_found")
-    kept = await shared.a.get(f"{URL}/{mine['id']}", headers={"x-test-tenant": "t1"})
+    kept = await shared.a.get(f"{URL}/{mine['id']}", headers=as_tenant("t1"))
     assert kept.status_code == 200
 
 
@@ -159,7 +158,7 @@ async def test_a_dead_redis_is_a_503_in_openai_shape(
 ) -> None:
     first = await create(shared.a, input="x")
     redis_server.kill()
-    headers = {"x-test-tenant": "t1"}
+    headers = as_tenant("t1")
     for response in (
         await shared.b.get(f"{URL}/{first['id']}", headers=headers),
         await shared.b.post(
@@ -176,18 +175,18 @@ async def test_a_dead_redis_is_a_503_in_openai_shape(
 
 
 async def test_chain_depth_and_stored_size_are_bounded(
-    redis_server: RedisServer, token_decoder: TokenDecoder
+    redis_server: RedisServer, token_decoder: TokenDecoder, tmp_path: Path
 ) -> None:
     async with AsyncExitStack() as stack:
         r = await replicas(
-            stack, token_decoder, redis_server.url,
+            stack, token_decoder, redis_server.url, tmp_path,
             responses={"max_chain_depth": 2, "max_stored_bytes": 2048},
         )  # fmt: skip
         one = await create(r.a, input="1")
         two = await create(r.a, input="2", previous_response_id=one["id"])
         three = await create(r.a, input="3", previous_response_id=two["id"])
         too_long = await r.a.post(
-            URL, headers={"x-test-tenant": "t1"},
+            URL, headers=as_tenant("t1"),
             json={"model": "gpt-4o-mini", "input": "4", "previous_response_id": three["id"]},
         )  # fmt: skip
         assert assert_openai_error(too_long, 400, "conversation_too_long")["param"] == (
@@ -195,7 +194,7 @@ async def test_chain_depth_and_stored_size_are_bounded(
         )
         # The input fits, the whole stored response does not: answered, not stored.
         big = await create(r.a, input="x" * 1900)
-        missing = await r.a.get(f"{URL}/{big['id']}", headers={"x-test-tenant": "t1"})
+        missing = await r.a.get(f"{URL}/{big['id']}", headers=as_tenant("t1"))
         assert_openai_error(missing, 404)
 
 

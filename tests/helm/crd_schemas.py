@@ -81,6 +81,21 @@ _SERVICE_MONITOR = _strict(
                     "honorLabels": {"type": "boolean"},
                     "relabelings": {"type": "array"},
                     "metricRelabelings": {"type": "array"},
+                    # SafeAuthorization: a Secret key selector, never an inline credential.
+                    "authorization": _strict(
+                        [],
+                        {
+                            "type": {"type": "string"},
+                            "credentials": _strict(
+                                ["key"],
+                                {
+                                    "name": {"type": "string"},
+                                    "key": {"type": "string"},
+                                    "optional": {"type": "boolean"},
+                                },
+                            ),
+                        },
+                    ),
                 },
             ),
         },

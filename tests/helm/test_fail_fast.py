@@ -72,7 +72,13 @@ CROSS_KEY_ERRORS: list[tuple[dict[str, Any], str]] = [
         {"gateway": {"extraWorkers": [{"name": "embedding", "url": "http://e:8002"}]}},
         'two gateway workers are named "embedding"',
     ),
+    ({"auth": {"enabled": False}}, "Set auth.allowAnonymous: true"),
 ]
+
+
+def test_anonymous_gateway_renders_only_when_acknowledged() -> None:
+    objects = render({"auth": {"enabled": False, "allowAnonymous": True}}).objects
+    assert not [o for o in objects if o["kind"] == "Secret" and "api-keys" in o["metadata"]["name"]]
 
 
 @pytest.mark.parametrize(("values", "message"), CROSS_KEY_ERRORS)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.helm.chart import (
     RELEASE,
@@ -60,6 +62,9 @@ def test_probe_paths(value_set: str) -> None:
     }
     for obj in long_running(render_set(value_set)):
         (c,) = containers(obj)
+        if component(obj) == "redis":  # not HTTP: a ping and a socket
+            assert c["readinessProbe"]["exec"]["command"] == ["redis-cli", "ping"]
+            continue
         live, ready = expected[component(obj)]
         assert c["livenessProbe"]["httpGet"]["path"] == live
         assert c["readinessProbe"]["httpGet"]["path"] == ready
@@ -300,3 +305,26 @@ def test_keda_set_scales_gateway_and_worker_on_queue_metrics() -> None:
     assert render.of_kind("Role")
     assert render.of_kind("RoleBinding")
     assert render.of_kind("HTTPRoute")
+
+
+def test_auth_is_on_by_default_and_the_key_file_is_mounted() -> None:
+    render = render_set("defaults")
+    (gateway,) = [o for o in render.of_kind("Deployment") if component(o) == "gateway"]
+    (c,) = containers(gateway)
+    assert {"name": "api-keys", "mountPath": "/etc/ragway-keys", "readOnly": True} in c[
+        "volumeMounts"
+    ]
+    (configmap,) = [o for o in render.of_kind("ConfigMap") if "ragway.yaml" in o["data"]]
+    settings = yaml.safe_load(configmap["data"]["ragway.yaml"])
+    assert settings["auth"]["keys_file"] == "/etc/ragway-keys/keys.yaml"
+    # Two gateway replicas by default: limits are shared through the chart's Redis.
+    assert settings["state"]["redis_url"].startswith("redis://demo-ragway-redis.")
+    assert [o["metadata"]["name"] for o in render.of_kind("StatefulSet")
+            if component(o) == "redis"] == ["demo-ragway-redis"]  # fmt: skip
+    (secret,) = [o for o in render.of_kind("Secret") if o["metadata"]["name"].endswith("api-keys")]
+    key = base64.b64decode(secret["data"]["api-key"]).decode()
+    keys_file = yaml.safe_load(base64.b64decode(secret["data"]["keys.yaml"]))
+    assert keys_file["keys"][0]["sha256"] == hashlib.sha256(key.encode()).hexdigest()
+    test_pod = render.of_kind("Pod")[0]
+    (smoke,) = containers(test_pod)
+    assert "sk-wrong-key" in smoke["command"][-1]

@@ -24,7 +24,7 @@ CHART_OWNED = {"host", "port", "workers", "discovery"}
 # WorkerSettings.api_key is a secret: a ConfigMap must not carry it, so extraWorkers cannot set it.
 WORKER_KEYS_NOT_IN_VALUES = {"api_key"}
 # Gateway env vars the chart sets ahead of the settings that will read them.
-PENDING_ENV = {"RAGWAY_API_KEYS": "read by the auth settings, which arrive with the auth issue"}
+PENDING_ENV: dict[str, str] = {}
 
 
 def settings_text(value_set: str) -> str:

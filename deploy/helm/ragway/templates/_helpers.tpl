@@ -73,7 +73,38 @@ ragway.io/worker: {{ . }}
 {{- end }}
 
 {{- define "ragway.apiKeysSecretName" -}}
-{{- default (printf "%s-api-keys" (include "ragway.gateway.fullname" .)) .Values.gateway.apiKeys.existingSecret }}
+{{- default (printf "%s-api-keys" (include "ragway.gateway.fullname" .)) .Values.auth.existingSecret }}
+{{- end }}
+
+{{/* Where the gateway reads its key file: the Secret mounted as a directory, so that a Secret
+update swaps the file under the running gateway (it reloads without a restart). */}}
+{{- define "ragway.keysFile" -}}
+{{- printf "/etc/ragway-keys/%s" .Values.auth.keysFileKey }}
+{{- end }}
+
+{{- define "ragway.redis.fullname" -}}
+{{- printf "%s-redis" (include "ragway.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* "true" when more than one gateway replica can run (limits must then be shared). */}}
+{{- define "ragway.gateway.multi" -}}
+{{- $g := .Values.gateway }}
+{{- if eq $g.autoscaling.mode "none" }}
+{{- if gt (int $g.replicaCount) 1 }}true{{ end }}
+{{- else if gt (int $g.autoscaling.maxReplicas) 1 }}true{{ end }}
+{{- end }}
+
+{{/* "true" when the chart deploys Redis: several gateway replicas and no external URL. */}}
+{{- define "ragway.redis.deployed" -}}
+{{- if and (include "ragway.gateway.multi" .) (not .Values.redis.externalUrl) }}true{{ end }}
+{{- end }}
+
+{{- define "ragway.redis.url" -}}
+{{- if .Values.redis.externalUrl }}
+{{- .Values.redis.externalUrl }}
+{{- else if include "ragway.redis.deployed" . }}
+{{- printf "redis://%s.%s.svc:6379/0" (include "ragway.redis.fullname" .) .Release.Namespace }}
+{{- end }}
 {{- end }}
 
 {{- define "ragway.image" -}}

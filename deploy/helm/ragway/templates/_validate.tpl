@@ -11,6 +11,9 @@ names the value to change. Included once, from the gateway ConfigMap, which is a
 {{- include "ragway.validate.embedding" . }}
 {{- include "ragway.validate.shutdown" . }}
 {{- include "ragway.validate.rag" . }}
+{{- if and (not .Values.auth.enabled) (not .Values.auth.allowAnonymous) }}
+{{- fail "ragway: auth.enabled is false: anyone who reaches the gateway could use every model and delete every knowledge base. Set auth.allowAnonymous: true to accept that" }}
+{{- end }}
 {{- if and .Values.httpRoute.enabled (not .Values.httpRoute.parentRefs) }}
 {{- fail "ragway: httpRoute.enabled needs httpRoute.parentRefs (the Gateway the route attaches to)" }}
 {{- end }}
