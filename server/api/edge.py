@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from typing import Any, TypeVar
 
 import anyio
@@ -17,6 +17,9 @@ from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from server.errors import ClientDisconnected, PayloadTooLarge
+from server.services.generation import Relayed
+from server.state import GatewayState
+from server.upstream.client import Reply
 
 T = TypeVar("T")
 log = logging.getLogger("ragway.edge")
@@ -135,3 +138,23 @@ async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
         raise ClientDisconnected("The client closed the connection.") from None
     finally:
         watcher.cancel()
+
+
+def relayed_stream(
+    gateway: GatewayState, relayed: Relayed, headers: Mapping[str, str]
+) -> EventStream:
+    """A worker's stream as the client gets it: framed with the worker's own line ending, kept
+    alive by pings, guarded by the drain (SIGTERM) and by the send timeout."""
+    return EventStream(
+        gateway.drain.guard(relayed.events, relayed.line),
+        ping=gateway.settings.stream.ping_interval,
+        sep=relayed.line.decode(),
+        headers=headers,
+        send_timeout=gateway.settings.limits.stream_send_timeout,
+    )
+
+
+def relayed_reply(gateway: GatewayState, reply: Reply, headers: Mapping[str, str]) -> Response:
+    """A worker's whole answer, relayed unchanged (its own 5xx counted as upstream errors)."""
+    gateway.count_upstream_status(reply.status)
+    return Response(reply.content, reply.status, media_type=reply.content_type, headers=headers)

@@ -12,7 +12,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from server.api.edge import EventStream, json_response, read_body, until_disconnect
+from server.api.edge import (
+    json_response,
+    read_body,
+    relayed_reply,
+    relayed_stream,
+    until_disconnect,
+)
 from server.errors import ModelNotFound
 from server.services.generation import Endpoint
 from server.services.usage import usage_of
@@ -39,20 +45,11 @@ async def _generate(request: Request, endpoint: Endpoint) -> Response:
         relayed = await until_disconnect(
             request, gateway.generation.stream(prepared, request.state.record)
         )
-        return EventStream(
-            gateway.drain.guard(relayed.events, relayed.line),
-            ping=gateway.settings.stream.ping_interval,
-            sep=relayed.line.decode(),
-            headers=prepared.headers,
-            send_timeout=gateway.settings.limits.stream_send_timeout,
-        )
+        return relayed_stream(gateway, relayed, prepared.headers)
     reply = await until_disconnect(
         request, gateway.generation.unary(prepared, request.state.record)
     )
-    gateway.count_upstream_status(reply.status)
-    return Response(
-        reply.content, reply.status, media_type=reply.content_type, headers=prepared.headers
-    )
+    return relayed_reply(gateway, reply, prepared.headers)
 
 
 async def chat_completions(request: Request) -> Response:

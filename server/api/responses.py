@@ -5,7 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from server.api.edge import EventStream, json_response, read_body, until_disconnect
+from server.api.edge import (
+    json_response,
+    read_body,
+    relayed_reply,
+    relayed_stream,
+    until_disconnect,
+)
 from server.errors import InvalidRequest
 from server.responses.items import listed
 from server.responses.service import ResponsesService, owner_of
@@ -40,18 +46,9 @@ async def create_response(request: Request) -> Response:
     request.state.record.model = gateway.catalog.label(prepared.model)
     if prepared.stream:
         relayed = await until_disconnect(request, service.stream(turn, request.state.record))
-        return EventStream(
-            gateway.drain.guard(relayed.events, relayed.line),
-            ping=gateway.settings.stream.ping_interval,
-            sep=relayed.line.decode(),
-            headers=prepared.headers,
-            send_timeout=gateway.settings.limits.stream_send_timeout,
-        )
+        return relayed_stream(gateway, relayed, prepared.headers)
     reply = await until_disconnect(request, service.unary(turn, request.state.record))
-    gateway.count_upstream_status(reply.status)
-    return Response(
-        reply.content, reply.status, media_type=reply.content_type, headers=prepared.headers
-    )
+    return relayed_reply(gateway, reply, prepared.headers)
 
 
 router.add_route("/v1/responses", create_response, methods=["POST"])

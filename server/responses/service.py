@@ -185,13 +185,8 @@ class ResponsesService:
 
     async def unary(self, turn: Turn, record: RequestRecord) -> Reply:
         reply = await self._generation.unary(turn.prepared, record)
-        if reply.status != 200:
-            return reply
-        try:
-            answer = orjson.loads(reply.content)
-        except orjson.JSONDecodeError:
-            return reply
-        if not isinstance(answer, dict):
+        answer = reply.json_object()
+        if answer is None:
             return reply
         response = self._finished(turn, answer)
         await self._save(turn, response, record.worker)

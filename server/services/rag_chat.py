@@ -73,13 +73,8 @@ class RagOutcome:
 
     def reply_with_sources(self, reply: Reply) -> Reply:
         """A successful JSON answer with the extra top-level `sources` field."""
-        if reply.status != 200:
-            return reply
-        try:
-            answer = orjson.loads(reply.content)
-        except orjson.JSONDecodeError:
-            return reply
-        if not isinstance(answer, dict):
+        answer = reply.json_object()
+        if answer is None:
             return reply
         content = orjson.dumps({**answer, "sources": self.sources})
         return Reply(reply.status, content, reply.content_type)

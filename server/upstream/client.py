@@ -41,6 +41,17 @@ class Reply:
         if self.status >= 400:
             raise UpstreamStatus(self.status, self.content, self.content_type)
 
+    def json_object(self) -> dict[str, Any] | None:
+        """A successful answer's body as a JSON object; None for anything else (an error, or a
+        body that is not an object), which callers relay as it is."""
+        if self.status != 200:
+            return None
+        try:
+            answer = orjson.loads(self.content)
+        except orjson.JSONDecodeError:
+            return None
+        return answer if isinstance(answer, dict) else None
+
 
 class UpstreamClient:
     def __init__(self, settings: RagwaySettings, transport: httpx.AsyncBaseTransport | None = None):
