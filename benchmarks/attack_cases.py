@@ -64,6 +64,22 @@ def _upload(name: str, data: Callable[[], bytes], kb_exists: bool, **fields: str
     return run
 
 
+def pdf_file(objects: list[bytes], trailer: bytes = b"") -> bytes:
+    """A PDF of these objects (numbered from 1, the first the catalog), with a correct
+    cross-reference table; `trailer` adds entries to the trailer dictionary."""
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R%s >>\n" % (len(objects) + 1, trailer)
+    out += b"startxref\n%d\n%%%%EOF\n" % xref
+    return bytes(out)
+
+
 def shared_stream_pdf(pages: int, text_bytes: int) -> bytes:
     """A small PDF whose `pages` pages all draw one content stream of `text_bytes` of text:
     the extracted text is pages x text_bytes."""
@@ -81,19 +97,7 @@ def shared_stream_pdf(pages: int, text_bytes: int) -> bytes:
         b"/Resources << /Font << /F1 4 0 R >> >> >>"
     )
     objects += [page] * pages
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, 1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
-        len(objects) + 1,
-        xref,
-    )
-    return bytes(out)
+    return pdf_file(objects)
 
 
 async def _raw(url: str, payload: bytes, connections: int = 1) -> str:

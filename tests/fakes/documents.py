@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from benchmarks.attack_cases import pdf_file
+
 
 def make_pdf(lines: list[str], title: str | None = None) -> bytes:
     """A one-page PDF whose text pypdf can extract, with a correct cross-reference table."""
@@ -17,17 +19,7 @@ def make_pdf(lines: list[str], title: str | None = None) -> bytes:
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
         info.encode(),
     ]
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, 1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R /Info 6 0 R >>\n" % (len(objects) + 1)
-    out += b"startxref\n%d\n%%%%EOF\n" % xref
-    return bytes(out)
+    return pdf_file(objects, b" /Info 6 0 R")
 
 
 HTML = b"""<!doctype html>
