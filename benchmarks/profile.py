@@ -18,7 +18,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from benchmarks import targets
+from benchmarks import targets, tenancy_targets
 from benchmarks.loadgen import closed_loop, new_session
 from benchmarks.overhead import RESULTS, workload
 from benchmarks.procs import Proc, pin_self, running
@@ -86,7 +86,8 @@ def tables(collapsed: str, top: int = 20) -> str:
 
 async def profile(gateway: Proc, scenario: str, width: int, args: argparse.Namespace) -> str:
     stem = args.out / f"profile-{scenario}-c{width}"
-    async with new_session(width) as session:
+    headers = tenancy_targets.HEADERS if args.tenancy else None
+    async with new_session(width, headers) as session:
         load = asyncio.create_task(closed_loop(
             session, gateway.base_url, workload(scenario, args.tokens),
             concurrency=width, duration=2 * args.duration + 6,
@@ -113,6 +114,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--gateway-cpu", default="1")
     parser.add_argument("--client-cpu", default="0")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--tenancy", action="store_true", help="profile with auth and in-process limits on"
+    )
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     run_dir = args.out / "raw" / "profile"
@@ -121,7 +125,10 @@ def main(argv: list[str] | None = None) -> None:
     with running(procs):
         procs.append(targets.fake_worker(run_dir, args.client_cpu, tokens=args.tokens,
                                          tokens_per_s=args.tokens_per_s, delay_ms=0))  # fmt: skip
-        procs.append(targets.ragway(run_dir, procs[0].base_url, args.gateway_cpu))
+        if args.tenancy:
+            procs.append(tenancy_targets.with_auth(run_dir, procs[0].base_url, args.gateway_cpu))
+        else:
+            procs.append(targets.ragway(run_dir, procs[0].base_url, args.gateway_cpu))
         parts = [
             f"### {scenario}, concurrency {width}\n\n"
             f"![flame graph](profile-{scenario}-c{width}.svg)\n\n"

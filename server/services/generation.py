@@ -225,10 +225,9 @@ class GenerationService:
         try:
             stack.enter_context(self._dispatch.track(route))
             url = prepared.url(route)
-            response = await stack.enter_async_context(
+            chunks = await stack.enter_async_context(
                 self._upstream.stream(url, prepared.body, route.headers)
             )
-            chunks = self._upstream.raw_iter(response, url)
             cutter = EventCutter(prepared.endpoint.stream_ends)
             async for chunk in chunks:
                 first = cutter.feed(chunk)

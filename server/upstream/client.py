@@ -1,18 +1,11 @@
-"""The one HTTP client the gateway uses to reach workers.
-
-httpx is the API; the default transport is httpx-aiohttp's, because httpx's own transport costs
-about 20x more CPU per request (see DEVELOPERS.md), and a gateway's budget is well under 1 ms.
-Tests inject any `httpx.AsyncBaseTransport` instead (an ASGITransport over a fake worker).
-
-The request path (`post`, `stream`) builds an `httpx.Request` and hands it to the transport
-itself. `httpx.AsyncClient.send` would add auth and redirect flows, event hooks and a cookie jar
-(urllib's, run on every response), none of which a relay to workers uses. In the first profile
-(before this change) httpx's own code and urllib took about a fifth of the gateway's CPU; the
-saving was not measured on its own. Probes keep the client.
+"""The one HTTP client the gateway uses to reach workers: requests on one connection pool,
+health probes and /metrics scrapes on a small pool of their own. How bytes reach the wire is
+server/upstream/transport.py's (aiohttp, or an injected httpx transport in tests).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -20,15 +13,13 @@ from typing import Any
 
 import httpx
 import orjson
-from httpx_aiohttp import AiohttpTransport
 
 from server.errors import UpstreamBadResponse, UpstreamStatus
 from server.settings import RagwaySettings
 from server.upstream.errors import upstream_errors
+from server.upstream.transport import AiohttpTransport, Answer, HttpxTransport, Transport
 
-# Ask workers for unencoded bodies: ragway relays bytes and never wants to inflate them.
-_DEFAULT_HEADERS = {"accept-encoding": "identity", "user-agent": "ragway"}
-_URL_CACHE_LIMIT = 4096  # parsed worker URLs (a few per worker); cleared when full
+_NO_HEADERS: Mapping[str, str] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,115 +46,77 @@ class Reply:
 
 class UpstreamClient:
     def __init__(self, settings: RagwaySettings, transport: httpx.AsyncBaseTransport | None = None):
-        t = settings.timeouts
-        limits = httpx.Limits(
-            max_connections=settings.upstream.max_connections,
-            max_keepalive_connections=settings.upstream.max_connections,
-            keepalive_expiry=settings.upstream.keepalive_expiry,
-        )
-        timeout = httpx.Timeout(connect=t.connect, read=t.read, write=t.write, pool=t.pool)
-        self._transport = transport or AiohttpTransport(limits=limits)
-        self._client = httpx.AsyncClient(
-            transport=self._transport,
-            timeout=timeout,
-            limits=limits,
-            headers=_DEFAULT_HEADERS,
-            trust_env=False,
-        )
-        # Health probes and /metrics scrapes get a small pool of their own: when every request
-        # connection is busy (stalled streams, RAG fan-out), probes still reach the workers.
-        probe_limits = httpx.Limits(
-            max_connections=settings.limits.probe_connections,
-            max_keepalive_connections=settings.limits.probe_connections,
-            keepalive_expiry=settings.upstream.keepalive_expiry,
-        )
-        self._probes = httpx.AsyncClient(
-            transport=transport or AiohttpTransport(limits=probe_limits),
-            timeout=timeout,
-            limits=probe_limits,
-            headers=_DEFAULT_HEADERS,
-            trust_env=False,
-        )
-        self._extensions = {"timeout": timeout.as_dict()}
-        self._urls: dict[str, httpx.URL] = {}
+        self._transport: Transport
+        self._probes: Transport
+        if transport is not None:
+            self._transport = self._probes = HttpxTransport(transport, settings)
+        else:
+            self._transport = AiohttpTransport(settings, settings.upstream.max_connections)
+            # When every request connection is busy (stalled streams, RAG fan-out), probes
+            # still reach the workers.
+            self._probes = AiohttpTransport(settings, settings.limits.probe_connections)
 
     async def aclose(self) -> None:
-        await self._probes.aclose()
-        await self._client.aclose()
-
-    def _request(self, url: str, body: bytes, headers: Mapping[str, str]) -> httpx.Request:
-        target = self._urls.get(url)
-        if target is None:
-            if len(self._urls) >= _URL_CACHE_LIMIT:
-                self._urls.clear()
-            target = self._urls[url] = httpx.URL(url)
-        return httpx.Request(
-            "POST",
-            target,
-            content=body,
-            headers={**_DEFAULT_HEADERS, **headers},
-            extensions=self._extensions,
-        )
+        if self._probes is not self._transport:
+            await self._probes.aclose()
+        await self._transport.aclose()
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> Reply:
         """A whole request and response; error statuses are returned, not raised."""
         with upstream_errors(url):
-            response = await self._transport.handle_async_request(self._request(url, body, headers))
+            answer = await self._transport.send("POST", url, body, headers)
             try:
-                content = await response.aread()
+                content = await answer.read()
             finally:
-                await response.aclose()
-            return Reply(
-                response.status_code,
-                content,
-                response.headers.get("content-type", "application/json"),
-            )
+                await answer.aclose()
+            return Reply(answer.status, content, answer.content_type or "application/json")
 
     @asynccontextmanager
     async def stream(
         self, url: str, body: bytes, headers: Mapping[str, str]
-    ) -> AsyncIterator[httpx.Response]:
-        """An open streaming response with status 2xx. An error status is read whole and raised
-        as UpstreamStatus, so the caller only ever sees a stream worth relaying. Leaving the
+    ) -> AsyncIterator[AsyncIterator[bytes]]:
+        """An open streaming response with status 2xx, as its body's chunks as they arrive
+        (transport errors translated). An error status is read whole and raised as
+        UpstreamStatus, so the caller only ever sees a stream worth relaying. Leaving the
         block closes the connection, which is how a worker learns to stop generating."""
         with upstream_errors(url):
-            response = await self._transport.handle_async_request(self._request(url, body, headers))
+            answer = await self._transport.send("POST", url, body, headers)
         try:
-            if response.status_code >= 400:
+            if answer.status >= 400:
                 with upstream_errors(url):
-                    content = await response.aread()
-                raise UpstreamStatus(
-                    response.status_code, content, response.headers.get("content-type")
-                )
-            yield response
+                    content = await answer.read()
+                raise UpstreamStatus(answer.status, content, answer.content_type)
+            yield _translated(answer, url)
         finally:
-            await response.aclose()
+            await answer.aclose()
+
+    async def _get(self, url: str, time_limit: float) -> tuple[int, bytes, str | None]:
+        with upstream_errors(url):
+            async with asyncio.timeout(time_limit):
+                answer = await self._probes.send("GET", url, None, _NO_HEADERS)
+                try:
+                    content = await answer.read()
+                finally:
+                    await answer.aclose()
+        if answer.status != 200:
+            raise UpstreamStatus(answer.status, content, answer.content_type)
+        return answer.status, content, answer.content_type
 
     async def get_json(self, url: str, *, time_limit: float) -> Any:
         """GET a JSON document (health probes, /v1/models)."""
-        with upstream_errors(url):
-            response = await self._probes.get(url, timeout=time_limit)
-        if response.status_code != 200:
-            raise UpstreamStatus(
-                response.status_code, response.content, response.headers.get("content-type")
-            )
+        _, content, _ = await self._get(url, time_limit)
         try:
-            return orjson.loads(response.content) if response.content else None
+            return orjson.loads(content) if content else None
         except orjson.JSONDecodeError as exc:
             raise UpstreamBadResponse(f"worker {url} sent invalid JSON") from exc
 
     async def get_text(self, url: str, *, time_limit: float) -> str:
         """GET a text document (a worker's Prometheus /metrics)."""
-        with upstream_errors(url):
-            response = await self._probes.get(url, timeout=time_limit)
-        if response.status_code != 200:
-            raise UpstreamStatus(
-                response.status_code, response.content, response.headers.get("content-type")
-            )
-        return response.text
+        _, content, _ = await self._get(url, time_limit)
+        return content.decode("utf-8", errors="replace")
 
-    async def raw_iter(self, response: httpx.Response, url: str) -> AsyncIterator[bytes]:
-        """The response body as it arrives, with transport errors translated."""
-        with upstream_errors(url):
-            async for chunk in response.aiter_raw():
-                yield chunk
+
+async def _translated(answer: Answer, url: str) -> AsyncIterator[bytes]:
+    with upstream_errors(url):
+        async for chunk in answer.chunks():
+            yield chunk
