@@ -34,7 +34,13 @@ class EventStream(EventSourceResponse):
     `send_timeout` for a send that has been blocked that long (a client that stopped reading:
     the socket is full) and cancels it. The stream then ends with sse-starlette's
     SendTimeoutError, which closes the event iterator, and so the upstream request: the worker
-    stops generating and the connection is released."""
+    stops generating and the connection is released.
+
+    The stream also runs without sse-starlette's anyio task group: the events go out from the
+    response's own task, and only the disconnect listener and the ping loop get a task each
+    (plain asyncio tasks). sse-starlette spawns four anyio tasks per stream (its shutdown
+    listener included, which ragway replaces with server/drain.py); in the profile of a gateway
+    with auth on, anyio's own code took about a tenth of the CPU of 16 concurrent streams."""
 
     _loop: asyncio.AbstractEventLoop | None = None
     _sender: asyncio.Task[Any] | None = None  # the send in flight, if any
@@ -43,13 +49,54 @@ class EventStream(EventSourceResponse):
     _watchdog: asyncio.TimerHandle | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        lean = scope["type"] == "http" and scope["method"] != "HEAD"
         try:
-            await super().__call__(scope, receive, send)
+            if lean and self.data_sender_callable is None:
+                await self._run(receive, send)
+            else:
+                await super().__call__(scope, receive, send)
         except SendTimeoutError:
             log.info("dropped a stream whose client read nothing for %s s", self.send_timeout)
         finally:
             if self._watchdog is not None:
                 self._watchdog.cancel()
+
+    async def _run(self, receive: Receive, send: Send) -> None:
+        """sse-starlette's task group, in this task: the events go out from here; a client
+        that disconnects cancels them; a ping loop that fails ends them too."""
+        streaming = asyncio.current_task()
+        assert streaming is not None
+        ended_by: list[str] = []
+
+        async def watch(name: str, work: Awaitable[None]) -> None:
+            try:
+                await work
+            finally:
+                if not ended_by:
+                    ended_by.append(name)
+                    self.active = False
+                    streaming.cancel()
+
+        helpers = [asyncio.ensure_future(watch("client", self._listen_for_disconnect(receive)))]
+        if self._ping_interval > 0:
+            helpers.append(asyncio.ensure_future(watch("ping", self._ping(send))))
+        try:
+            await self._stream_response(send)
+        except asyncio.CancelledError:
+            if not ended_by or streaming.cancelling() > 1:
+                raise  # cancelled from outside, not by a helper
+            streaming.uncancel()
+        finally:
+            if not ended_by:
+                ended_by.append("stream")
+            for helper in helpers:
+                helper.cancel()
+            done = await asyncio.gather(*helpers, return_exceptions=True)
+        failure = next((e for e in done if isinstance(e, SendTimeoutError)), None)
+        if failure is not None:
+            raise failure
+        if self.background is not None:
+            await self.background()
 
     async def _send_with_timeout(self, send: Send, message: Message) -> None:
         if self.send_timeout is None:

@@ -114,3 +114,85 @@ async def test_a_stream_that_is_read_is_not_dropped() -> None:
     await asyncio.wait_for(stream(scope, receive, send), 5)
     assert sent[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
     assert len(sent) == 7
+
+
+async def test_a_client_that_disconnects_mid_stream_ends_it_and_closes_its_events() -> None:
+    from server.api.edge import EventStream
+
+    closed = asyncio.Event()
+    gone = asyncio.Event()
+
+    async def events() -> AsyncIterator[bytes]:
+        try:
+            for i in range(1_000_000):
+                await asyncio.sleep(0.01)
+                yield b"data: %d\n\n" % i
+        finally:
+            closed.set()  # where the upstream request is closed: the worker stops
+
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+        if len(sent) == 3:
+            gone.set()
+
+    async def receive() -> Message:
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    stream = EventStream(events(), ping=0, send_timeout=5)
+    scope = {"type": "http", "method": "POST", "path": "/", "headers": []}
+    await asyncio.wait_for(stream(scope, receive, send), 10)  # returns: no error, no hang
+    assert closed.is_set()
+    assert not any(m.get("more_body") is False for m in sent)  # the stream was not "finished"
+    assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+
+
+async def test_a_cancel_from_outside_still_cancels_a_stream() -> None:
+    from server.api.edge import EventStream
+
+    async def events() -> AsyncIterator[bytes]:
+        while True:
+            await asyncio.sleep(0.01)
+            yield b"data: x\n\n"
+
+    async def send(message: Message) -> None:
+        pass
+
+    async def receive() -> Message:
+        await asyncio.Event().wait()
+        return {"type": "http.disconnect"}
+
+    stream = EventStream(events(), ping=1, send_timeout=5)
+    scope = {"type": "http", "method": "POST", "path": "/", "headers": []}
+    task = asyncio.ensure_future(stream(scope, receive, send))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_pings_go_out_while_the_worker_is_silent() -> None:
+    from server.api.edge import EventStream
+
+    async def events() -> AsyncIterator[bytes]:
+        await asyncio.sleep(0.35)
+        yield b"data: late\n\n"
+
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async def receive() -> Message:
+        await asyncio.Event().wait()
+        return {"type": "http.disconnect"}
+
+    stream = EventStream(events(), ping=0.1, send_timeout=5)
+    scope = {"type": "http", "method": "POST", "path": "/", "headers": []}
+    await asyncio.wait_for(stream(scope, receive, send), 10)
+    bodies = [m.get("body", b"") for m in sent if m["type"] == "http.response.body"]
+    assert any(b.startswith(b": ping") for b in bodies)
+    assert b"data: late\n\n" in bodies
+    assert sent[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
