@@ -7,8 +7,8 @@ duration runs to the last body byte, so streams are timed whole.
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -44,7 +44,8 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         accepted, refused = _incoming_request_id(scope)
-        request_id = accepted or uuid.uuid4().hex
+        # 32 random hex digits, as uuid4().hex gave, at a fraction of its cost.
+        request_id = accepted or os.urandom(16).hex()
         record = RequestRecord(request_id, scope["method"], scope["path"])
         record.client_request_id = refused
         # A fresh dict per request: the lifespan state arrives shared by some servers (uvicorn

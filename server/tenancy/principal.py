@@ -42,13 +42,14 @@ class Limits:
     tokens_per_day: int | None = None
     concurrency: int | None = None
     max_tokens: int | None = None
+    # Whether admission has anything to count; worked out once, asked on every request.
+    counted: bool = field(init=False, repr=False, compare=False)
 
-    @property
-    def counted(self) -> bool:
-        """Whether admission has anything to count."""
-        return any(
+    def __post_init__(self) -> None:
+        counted = any(
             v is not None for v in (self.rpm, self.tpm, self.tokens_per_day, self.concurrency)
         )
+        object.__setattr__(self, "counted", counted)
 
 
 @dataclass(frozen=True, slots=True)
