@@ -57,6 +57,7 @@ class RequestContextMiddleware:
                 record.status = message["status"]
                 message["headers"] = [
                     *message.get("headers", ()),
+                    *record.response_headers,
                     (_REQUEST_ID_BYTES, request_id.encode("ascii")),
                 ]
             await send(message)

@@ -7,6 +7,7 @@ defines, models some worker serves or an alias names, HTTP status codes, error t
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -28,6 +29,7 @@ UNKNOWN = "unknown"
 class GatewayMetrics:
     def __init__(self, registry: CollectorRegistry):
         self.registry = registry
+        self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
         self.requests = Counter(
             "ragway_requests_total",
             "Requests answered, by route, model and HTTP status.",
@@ -137,6 +139,43 @@ class GatewayMetrics:
             "Retrieved chunks left out of a prompt because they did not fit the token budget.",
             registry=registry,
         )
+
+    def observe_request(
+        self,
+        route: str,
+        model: str,
+        status: int,
+        took: float,
+        ttft: float | None,
+        gaps: list[float],
+        tokens: tuple[int | None, int | None],
+    ) -> None:
+        """One traffic request's series. A series appears only once it has something to count
+        (no TTFT series for a model only ever asked without streaming)."""
+        child = self._child
+        child(self.requests, route, model, str(status)).inc()
+        child(self.request_duration, route, model).observe(took)
+        if ttft is not None:
+            child(self.ttft, model).observe(ttft)
+        if gaps:
+            inter_token = child(self.inter_token_latency, model)
+            for gap in gaps:
+                inter_token.observe(gap)
+        prompt, completion = tokens
+        if prompt is not None:
+            child(self.prompt_tokens, model).inc(prompt)
+        if completion is not None:
+            child(self.completion_tokens, model).inc(completion)
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """`metric.labels(*labels)`, looked up once and kept: `labels()` takes a lock and
+        builds its key on every call. The label sets are bounded (routes, Catalog.label's
+        models, HTTP statuses) and these series are never removed."""
+        key = (metric, labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
     def forget_worker(self, worker_id: str) -> None:
         """A worker left the pool: its `ragway_worker_*` series go with it, so a dashboard

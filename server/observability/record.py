@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +34,8 @@ class RequestRecord:
     gaps: list[float] = field(default_factory=list)
     # A caller's X-Request-Id that was refused (too long, or not plain ASCII), for the log.
     client_request_id: str | None = None
+    # Headers for the response's head, set by inner layers before it starts (rate limits).
+    response_headers: Sequence[tuple[bytes, bytes]] = ()
 
     def chunk_sent(self) -> None:
         """A streamed chunk went to the client: the first sets TTFT, later ones the gaps."""
@@ -55,18 +58,10 @@ class RequestRecord:
     def finish(self, route: str | None, metrics: GatewayMetrics) -> None:
         took = time.perf_counter() - self.started
         if route is not None:  # traffic routes only; probes and scrapes are not counted
-            metrics.requests.labels(route, self.model, str(self.status)).inc()
-            metrics.request_duration.labels(route, self.model).observe(took)
-            if self.ttft is not None:
-                metrics.ttft.labels(self.model).observe(self.ttft)
-            if self.gaps:
-                inter_token = metrics.inter_token_latency.labels(self.model)
-                for gap in self.gaps:
-                    inter_token.observe(gap)
-            if self.prompt_tokens is not None:
-                metrics.prompt_tokens.labels(self.model).inc(self.prompt_tokens)
-            if self.completion_tokens is not None:
-                metrics.completion_tokens.labels(self.model).inc(self.completion_tokens)
+            metrics.observe_request(
+                route, self.model, self.status, took, self.ttft, self.gaps,
+                (self.prompt_tokens, self.completion_tokens),
+            )  # fmt: skip
         if access_log.isEnabledFor(logging.INFO):
             access_log.info(self._line(took))
 

@@ -139,6 +139,15 @@ async def _send_error(exc: RagwayError, send: Send) -> None:
     await send({"type": "http.response.body", "body": orjson.dumps(exc.body())})
 
 
+def _with_headers(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
+    async def send_with_headers(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", ()), *extra]
+        await send(message)
+
+    return send_with_headers
+
+
 class TenancyMiddleware:
     """Sits inside RequestContextMiddleware (it needs the request id and record)."""
 
@@ -196,15 +205,15 @@ class TenancyMiddleware:
             await _send_error(exc, send)
             return
         tenancy.metrics.admitted(principal.name)
-        extra = admission.headers()
-
-        async def send_with_limits(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), *extra]
-            await send(message)
-
+        if record is not None:
+            # RequestContextMiddleware adds them to the response's head, with the request id:
+            # one send wrapper per request instead of two (each runs on every streamed chunk).
+            record.response_headers = admission.headers()
+            inner = send
+        else:
+            inner = _with_headers(send, admission.headers())
         try:
-            await self.app(scope, receive, send_with_limits)
+            await self.app(scope, receive, inner)
         finally:
             tokens = _charged(record, admission)
             tenancy.metrics.charged(principal.name, tokens)
