@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import anyio
@@ -136,6 +136,23 @@ class EventStream(EventSourceResponse):
         """Never ends the stream: sse-starlette would cancel every stream the moment the server
         begins to exit. server/drain.py gives them their grace and ends them in-band instead."""
         await anyio.sleep_forever()
+
+
+class PlainEndpoint:
+    """A route endpoint `handler(request) -> Response` without Starlette's per-route exception
+    wrapper (`request_response`), which builds two closures per request and wraps `send` once
+    more, a call on every streamed chunk. An exception still reaches the same handlers
+    (server/api/errors.py) through the app's ExceptionMiddleware, which answers the same way.
+    A class, not a function: Starlette wraps functions."""
+
+    __slots__ = ("_handler",)
+
+    def __init__(self, handler: Callable[[Request], Awaitable[Response]]):
+        self._handler = handler
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = await self._handler(Request(scope, receive, send))
+        await response(scope, receive, send)
 
 
 def json_response(content: Any, status: int = 200) -> Response:

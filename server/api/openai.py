@@ -2,7 +2,8 @@
 
 The three generation and embedding routes are plain Starlette routes: FastAPI's
 handler solves dependencies and builds an exit stack for every call, about 45 µs a request that
-these endpoints, which take only the raw request, do not need. They are left out of the OpenAPI
+these endpoints, which take only the raw request, do not need (and PlainEndpoint leaves out
+Starlette's per-route exception wrapper too). They are left out of the OpenAPI
 schema, which describes ragway's own API (knowledge bases, operations); the OpenAI routes are
 OpenAI's.
 """
@@ -11,8 +12,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
+from starlette.routing import Route
 
 from server.api.edge import (
+    PlainEndpoint,
     json_response,
     read_body,
     relayed_reply,
@@ -73,9 +76,14 @@ async def embeddings(request: Request) -> Response:
     return Response(reply.content, reply.status, media_type=reply.content_type)
 
 
-router.add_route("/v1/chat/completions", chat_completions, methods=["POST"])
-router.add_route("/v1/completions", completions, methods=["POST"])
-router.add_route("/v1/embeddings", embeddings, methods=["POST"])
+router.routes += [
+    Route(path, PlainEndpoint(handler), methods=["POST"], include_in_schema=False)
+    for path, handler in (
+        ("/v1/chat/completions", chat_completions),
+        ("/v1/completions", completions),
+        ("/v1/embeddings", embeddings),
+    )
+]
 
 
 @router.get("/v1/models")
