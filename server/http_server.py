@@ -145,4 +145,6 @@ def server_config(app: ASGIApp, settings: RagwaySettings) -> uvicorn.Config:
         timeout_keep_alive=int(limits.keep_alive),
         limit_concurrency=limits.max_connections,
         timeout_graceful_shutdown=math.ceil(settings.shutdown.grace + SHUTDOWN_MARGIN_S),
+        # ragway never reads the client's address: no X-Forwarded-* parsing on every request.
+        proxy_headers=False,
     )

@@ -101,6 +101,8 @@ class AiohttpTransport:
             headers=DEFAULT_HEADERS,
             auto_decompress=False,
             trust_env=False,
+            # A relay keeps no cookies: a worker's Set-Cookie must not reach other requests.
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
         return self._session
 
