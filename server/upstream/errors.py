@@ -1,8 +1,9 @@
 """Translate transport exceptions into ragway's error tree, once, at the upstream boundary.
 
-httpx-aiohttp re-raises aiohttp's exceptions as httpx ones, but coarsely: any
-`aiohttp.ClientConnectionError` (a worker closing a kept-alive connection included) becomes
-`httpx.ConnectTimeout`. So the aiohttp cause, when there is one, is looked up first.
+In production they are aiohttp's own (server/upstream/transport.py); with an injected httpx
+transport (tests), httpx's. An exception's cause is looked up first: a transport that wraps
+another's exceptions (as httpx-aiohttp did, coarsely: any `aiohttp.ClientConnectionError`
+became `httpx.ConnectTimeout`) is still read by what really happened.
 """
 
 from __future__ import annotations

@@ -14,7 +14,8 @@ from server.upstream.errors import translate, upstream_errors
 
 
 def _wrapped(cause: BaseException, outer: Exception) -> Exception:
-    """What httpx-aiohttp raises: an httpx exception `from` the aiohttp one."""
+    """A transport that wraps aiohttp (as httpx-aiohttp does): an httpx exception `from` the
+    aiohttp one."""
     outer.__cause__ = cause
     return outer
 
