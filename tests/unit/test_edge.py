@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from starlette.requests import Request
@@ -21,6 +21,19 @@ def _request(disconnect_after: float | None) -> Request:
         return {"type": "http.disconnect"}
 
     return Request({"type": "http", "method": "POST", "path": "/", "headers": []}, receive)
+
+
+async def _client_stays() -> Message:
+    """An ASGI receive whose client never disconnects."""
+    await asyncio.Event().wait()
+    return {"type": "http.disconnect"}
+
+
+def _collect(sent: list[Message]) -> Callable[[Message], Awaitable[None]]:
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    return send
 
 
 async def test_work_that_finishes_first_returns_and_leaves_no_cancellation() -> None:
@@ -81,13 +94,9 @@ async def test_a_stream_whose_client_stops_reading_is_dropped_and_its_events_clo
         if len(sent) > 3:
             await asyncio.Event().wait()  # the client's socket is full: this send never ends
 
-    async def receive() -> Message:
-        await asyncio.Event().wait()
-        return {"type": "http.disconnect"}
-
     stream = EventStream(events(), ping=0, send_timeout=0.2)
     scope = {"type": "http", "method": "GET", "path": "/", "headers": []}
-    await asyncio.wait_for(stream(scope, receive, send), 5)
+    await asyncio.wait_for(stream(scope, _client_stays, send), 5)
     assert closed.is_set()
     assert len(sent) == 4
 
@@ -101,17 +110,11 @@ async def test_a_stream_that_is_read_is_not_dropped() -> None:
             yield b"data: %d\n\n" % i
 
     sent: list[Message] = []
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    async def receive() -> Message:
-        await asyncio.Event().wait()
-        return {"type": "http.disconnect"}
+    send = _collect(sent)
 
     stream = EventStream(events(), ping=0, send_timeout=0.2)
     scope = {"type": "http", "method": "GET", "path": "/", "headers": []}
-    await asyncio.wait_for(stream(scope, receive, send), 5)
+    await asyncio.wait_for(stream(scope, _client_stays, send), 5)
     assert sent[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
     assert len(sent) == 7
 
@@ -160,13 +163,9 @@ async def test_a_cancel_from_outside_still_cancels_a_stream() -> None:
     async def send(message: Message) -> None:
         pass
 
-    async def receive() -> Message:
-        await asyncio.Event().wait()
-        return {"type": "http.disconnect"}
-
     stream = EventStream(events(), ping=1, send_timeout=5)
     scope = {"type": "http", "method": "POST", "path": "/", "headers": []}
-    task = asyncio.ensure_future(stream(scope, receive, send))
+    task = asyncio.ensure_future(stream(scope, _client_stays, send))
     await asyncio.sleep(0.05)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -181,17 +180,11 @@ async def test_pings_go_out_while_the_worker_is_silent() -> None:
         yield b"data: late\n\n"
 
     sent: list[Message] = []
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    async def receive() -> Message:
-        await asyncio.Event().wait()
-        return {"type": "http.disconnect"}
+    send = _collect(sent)
 
     stream = EventStream(events(), ping=0.1, send_timeout=5)
     scope = {"type": "http", "method": "POST", "path": "/", "headers": []}
-    await asyncio.wait_for(stream(scope, receive, send), 10)
+    await asyncio.wait_for(stream(scope, _client_stays, send), 10)
     bodies = [m.get("body", b"") for m in sent if m["type"] == "http.response.body"]
     assert any(b.startswith(b": ping") for b in bodies)
     assert b"data: late\n\n" in bodies
