@@ -214,6 +214,10 @@ class LimitsSettings(_Section):
     # Document metadata: UTF-8 bytes of one value, and of all keys and values of a document.
     max_metadata_value_bytes: Annotated[int, Field(ge=1)] = 4096
     max_metadata_bytes: Annotated[int, Field(ge=1)] = 16384
+    # Metadata strings up to this many UTF-8 bytes (and every number and boolean) are copied into
+    # each chunk, where `where` filters match them; longer ones are kept once per document (on
+    # its first chunk) and shown with it, and a filter on such a value is a 400.
+    chunk_metadata_value_bytes: Annotated[int, Field(ge=1)] = 256
     # A stream whose client reads nothing for this long is dropped, and its generation
     # cancelled; the upstream connection is released.
     stream_send_timeout: PositiveSeconds = 30.0
