@@ -7,9 +7,11 @@ and each holds a slot of `limits.max_connections`. So, as Apache's mod_qos does 
 QS_SrvMinDataRate, the short rule applies only under pressure: once more than
 `limits.pressure_pending` connections have an unfinished head or body, or the open connections
 reach `limits.pressure_connection_share` of `limits.max_connections`, every connection with an
-unfinished head or body must make progress at least every `limits.pressure_timeout` seconds and
-average at least `limits.pressure_min_rate` bytes/s, or get a 408 and be closed. Deadlines run
-from each connection's last read, so the ones idle longest go first.
+unfinished head or body must make progress at least every `limits.pressure_timeout` seconds and,
+from `pressure_timeout` after the pressure reached it on, have averaged at least
+`limits.pressure_min_rate` bytes/s since then, or get a 408 and be closed. The normal deadlines
+still apply too. Deadlines run from each connection's last read, so the ones idle longest go
+first; when pressure begins, the waiting connections are shortened oldest first.
 
 A connection marked under pressure keeps the short rule until its head or body is complete,
 even if the pressure ends meanwhile (closing some of 200 stalled connections must not hand the
