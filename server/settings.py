@@ -195,6 +195,15 @@ class LimitsSettings(_Section):
     body_timeout: PositiveSeconds = 30.0
     max_connections: Annotated[int, Field(ge=1)] = 2048
     keep_alive: PositiveSeconds = 75.0
+    # Under pressure (more than `pressure_pending` connections with an unfinished head or
+    # body, or open connections at `pressure_connection_share` of `max_connections`), those
+    # connections must make progress every `pressure_timeout` seconds and average
+    # `pressure_min_rate` bytes/s, or get a 408 (server/slow_clients.py). A lone slow client
+    # keeps the timeouts above.
+    pressure_pending: Annotated[int, Field(ge=1)] = 64
+    pressure_connection_share: Annotated[float, Field(gt=0, le=1)] = 0.9
+    pressure_timeout: PositiveSeconds = 0.5
+    pressure_min_rate: Annotated[int, Field(ge=0)] = 1024
     # Uploads are parsed in a pool of this many processes, each parse bounded in time and in
     # address space; a PDF stops at this many pages, an HTML file at this many tags.
     parse_workers: Annotated[int, Field(ge=1)] = 2
@@ -205,6 +214,10 @@ class LimitsSettings(_Section):
     # Document metadata: UTF-8 bytes of one value, and of all keys and values of a document.
     max_metadata_value_bytes: Annotated[int, Field(ge=1)] = 4096
     max_metadata_bytes: Annotated[int, Field(ge=1)] = 16384
+    # Metadata strings up to this many UTF-8 bytes (and every number and boolean) are copied into
+    # each chunk, where `where` filters match them; longer ones are kept once per document (on
+    # its first chunk) and shown with it, and a filter on such a value is a 400.
+    chunk_metadata_value_bytes: Annotated[int, Field(ge=1)] = 256
     # A stream whose client reads nothing for this long is dropped, and its generation
     # cancelled; the upstream connection is released.
     stream_send_timeout: PositiveSeconds = 30.0

@@ -19,6 +19,9 @@ _MAX_DEPTH = 8
 # Defaults of limits.max_filter_values and limits.max_filter_clauses (server.settings).
 MAX_FILTER_VALUES = 256
 MAX_FILTER_CLAUSES = 64
+# Default of limits.chunk_metadata_value_bytes: longer strings are kept once per document, not
+# in chunks (server/rag/records.py), so no filter can match them.
+MAX_FILTER_VALUE_BYTES = 256
 
 
 class FilterError(ValueError):
@@ -29,6 +32,7 @@ class FilterError(ValueError):
 class _Budget:
     max_values: int
     max_clauses: int
+    max_value_bytes: int = MAX_FILTER_VALUE_BYTES
     clauses: int = 0
 
     def ensure(self, path: str, more: int) -> None:
@@ -41,12 +45,16 @@ class _Budget:
 
 
 def normalize_where(
-    where: Any, *, max_values: int = MAX_FILTER_VALUES, max_clauses: int = MAX_FILTER_CLAUSES
+    where: Any,
+    *,
+    max_values: int = MAX_FILTER_VALUES,
+    max_clauses: int = MAX_FILTER_CLAUSES,
+    max_value_bytes: int = MAX_FILTER_VALUE_BYTES,
 ) -> dict[str, Any] | None:
     """The filter in Chroma's grammar, or None when there is nothing to filter on."""
     if where is None or where == {}:
         return None
-    return _clause(where, "filter", 0, _Budget(max_values, max_clauses))
+    return _clause(where, "filter", 0, _Budget(max_values, max_clauses, max_value_bytes))
 
 
 def _clause(node: Any, path: str, depth: int, budget: _Budget) -> dict[str, Any]:
@@ -71,7 +79,23 @@ def _clause(node: Any, path: str, depth: int, budget: _Budget) -> dict[str, Any]
         return parts[0] if len(parts) == 1 else {key: parts}
     if key.startswith("$"):
         raise FilterError(f"{path}: unknown operator {key!r} (use $and or $or, or a field name)")
+    if ":" in key:  # ragway's own document-level keys; metadata keys have no ':'
+        raise FilterError(f"{path}: {key!r}: metadata keys have no ':'")
+    _check_sizes(value, f"{path}.{key}", budget.max_value_bytes)
     return {key: _condition(value, f"{path}.{key}", budget.max_values)}
+
+
+def _check_sizes(value: Any, path: str, limit: int) -> None:
+    """A string longer than `limit` UTF-8 bytes is never in a chunk: refuse rather than match
+    nothing. Only strings that could be that long are measured."""
+    values = value.values() if isinstance(value, dict) else [value]
+    for one in values:
+        for item in one if isinstance(one, list) else [one]:
+            if isinstance(item, str) and len(item) > limit // 4 and len(item.encode()) > limit:
+                raise FilterError(
+                    f"{path}: values over {limit} bytes are kept once per document, not in "
+                    "chunks, and cannot be filtered on (limits.chunk_metadata_value_bytes)"
+                )
 
 
 def _is_scalar(value: Any) -> bool:

@@ -33,6 +33,7 @@ from server.rag.records import (
     KnowledgeBase,
     Metadata,
     Scalar,
+    split_metadata,
 )
 from server.rag.store import ChromaStore
 from server.rag.versions import current_versions, superseded
@@ -65,10 +66,20 @@ def chunk_id(knowledge_base: str, document_id: str, position: int, version: int 
 
 
 def chunk_metadata(
-    doc: DocumentInput, chunk: Chunk, total: int, digest: str, now: int, version: int = 0
+    doc: DocumentInput,
+    chunk: Chunk,
+    total: int,
+    digest: str,
+    now: int,
+    version: int = 0,
+    chunk_value_bytes: int = 256,
 ) -> dict[str, Scalar]:
+    """A chunk's metadata: the document's small values (records.split_metadata), ragway's own
+    keys, and on the first chunk only, the document's long values."""
+    every, once = split_metadata(doc.metadata, chunk_value_bytes)
     meta: dict[str, Scalar] = {
-        **doc.metadata,
+        **every,
+        **(once if chunk.position == 0 else {}),
         DOCUMENT_ID: doc.id,
         POSITION: chunk.position,
         START: chunk.start,
@@ -85,10 +96,13 @@ def chunk_metadata(
 
 
 class Ingestor:
-    def __init__(self, store: ChromaStore, embedder: Embedder, chunker: Chunker):
+    def __init__(
+        self, store: ChromaStore, embedder: Embedder, chunker: Chunker, chunk_value_bytes: int = 256
+    ):
         self._store = store
         self._embedder = embedder
         self._chunker = chunker
+        self._chunk_value_bytes = chunk_value_bytes  # limits.chunk_metadata_value_bytes
 
     async def ingest(self, kb: KnowledgeBase, doc: DocumentInput, request_id: str) -> IngestResult:
         # Taken first: of two concurrent ingests, the later one's version wins.
@@ -104,7 +118,10 @@ class Ingestor:
         digest = hashlib.sha256(doc.text.encode()).hexdigest()
         now = int(time.time())
         ids = [chunk_id(kb.name, doc.id, c.position, version) for c in chunks]
-        metas = [chunk_metadata(doc, c, len(chunks), digest, now, version) for c in chunks]
+        metas = [
+            chunk_metadata(doc, c, len(chunks), digest, now, version, self._chunk_value_bytes)
+            for c in chunks
+        ]
         texts = [c.text for c in chunks]
         # Position 0 last: once it is written, this version is complete (versions.py).
         await self._store.upsert(kb.name, ids[1:], vectors[1:], texts[1:], metas[1:])

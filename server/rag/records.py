@@ -27,6 +27,36 @@ RESERVED_KEYS = frozenset(
     {DOCUMENT_ID, POSITION, TITLE, SOURCE, CHUNKS, START, CONTENT_SHA256, INGESTED_AT, DOC_VERSION}
 )
 
+# Metadata values too long to copy into every chunk are kept once per document, on its first
+# chunk (position 0), under this prefix; user keys have no ':', so the two never meet.
+DOCUMENT_LEVEL = "document:"
+
+
+def split_metadata(metadata: Metadata, chunk_value_bytes: int) -> tuple[Metadata, Metadata]:
+    """(the values copied into every chunk, the prefixed values kept once per document).
+    Numbers, booleans and strings up to `chunk_value_bytes` UTF-8 bytes go into chunks, where
+    `where` filters can match them; longer strings are only shown with the document."""
+    every: dict[str, Scalar] = {}
+    once: dict[str, Scalar] = {}
+    for key, value in metadata.items():
+        if isinstance(value, str) and len(value.encode()) > chunk_value_bytes:
+            once[DOCUMENT_LEVEL + key] = value
+        else:
+            every[key] = value
+    return every, once
+
+
+def user_metadata(meta: Metadata) -> dict[str, Scalar]:
+    """Metadata as the user gave it: ragway's own keys left out, document-level ones unprefixed."""
+    shown: dict[str, Scalar] = {}
+    for key, value in meta.items():
+        if key.startswith(DOCUMENT_LEVEL):
+            shown[key.removeprefix(DOCUMENT_LEVEL)] = value
+        elif key not in RESERVED_KEYS:
+            shown[key] = value
+    return shown
+
+
 # Chroma's collection names allow these characters; ragway prefixes its own (see store.py).
 _NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")
 
@@ -97,5 +127,5 @@ class RetrievedChunk:
             if key in self.metadata:
                 card[key] = self.metadata[key]
         card["text"] = self.text
-        card["metadata"] = {k: v for k, v in self.metadata.items() if k not in RESERVED_KEYS}
+        card["metadata"] = user_metadata(self.metadata)
         return card

@@ -29,7 +29,7 @@ from server.errors import (
 )
 from server.rag.chroma_client import ChromaClient, connect, load_chromadb, translate
 from server.rag.records import DOCUMENT_ID, POSITION, KnowledgeBase, Metadata, RetrievedChunk
-from server.rag.versions import current_versions, visible
+from server.rag.versions import current_versions, visible, with_document_metadata
 from server.settings import RagSettings
 
 T = TypeVar("T")
@@ -294,12 +294,13 @@ class ChromaStore:
 
         return await self._run(read, name)
 
-    async def current_versions(self, name: str, document_ids: set[str]) -> dict[str, int]:
-        """Each document's current version (server/rag/versions.py)."""
+    async def first_chunks(self, name: str, document_ids: set[str]) -> list[RetrievedChunk]:
+        """The documents' position-0 chunks, one per complete version (versions.py), without
+        text: their metadata carries each version and the document-level values."""
         if not document_ids:
-            return {}
+            return []
         where = {"$and": [{DOCUMENT_ID: {"$in": sorted(document_ids)}}, {POSITION: 0}]}
-        return current_versions(await self.read(name, where, with_text=False))
+        return await self.read(name, where, with_text=False)
 
     async def query(
         self, name: str, vector: Sequence[float], top_k: int, where: dict[str, Any] | None
@@ -307,8 +308,8 @@ class ChromaStore:
         """The `top_k` nearest chunks of current document versions. Twice as many are asked
         for, so that a document caught mid-write (two versions) still leaves `top_k`."""
         found = await self._nearest(name, vector, 2 * top_k, where)
-        current = await self.current_versions(name, {c.document_id for c in found})
-        return visible(found, current)[:top_k]
+        firsts = await self.first_chunks(name, {c.document_id for c in found})
+        return with_document_metadata(visible(found, current_versions(firsts))[:top_k], firsts)
 
     async def _nearest(
         self, name: str, vector: Sequence[float], top_k: int, where: dict[str, Any] | None

@@ -15,9 +15,10 @@ Chunks written before versions existed count as version 0.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 
-from server.rag.records import DOC_VERSION, POSITION, RetrievedChunk
+from server.rag.records import DOC_VERSION, DOCUMENT_LEVEL, POSITION, RetrievedChunk, Scalar
 
 
 def version_of(chunk: RetrievedChunk) -> int:
@@ -44,3 +45,25 @@ def visible(chunks: Iterable[RetrievedChunk], current: dict[str, int]) -> list[R
 def superseded(chunks: Iterable[RetrievedChunk], current: int) -> list[str]:
     """Ids of one document's chunks from versions older than `current`."""
     return [c.id for c in chunks if version_of(c) < current]
+
+
+def with_document_metadata(
+    chunks: Iterable[RetrievedChunk], first_chunks: Iterable[RetrievedChunk]
+) -> list[RetrievedChunk]:
+    """`chunks` with the metadata kept once per document (on the first chunk of its version,
+    see records.split_metadata) joined back in."""
+    shared: dict[tuple[str, int], dict[str, Scalar]] = {}
+    for first in first_chunks:
+        if first.metadata.get(POSITION) == 0:
+            once = {k: v for k, v in first.metadata.items() if k.startswith(DOCUMENT_LEVEL)}
+            if once:
+                shared[first.document_id, version_of(first)] = once
+    if not shared:
+        return list(chunks)
+    joined = []
+    for chunk in chunks:
+        extra = shared.get((chunk.document_id, version_of(chunk)))
+        if extra and chunk.metadata.get(POSITION) != 0:
+            chunk = dataclasses.replace(chunk, metadata={**chunk.metadata, **extra})
+        joined.append(chunk)
+    return joined

@@ -32,6 +32,7 @@ from server.rag.records import (
     KnowledgeBase,
     RetrievedChunk,
     check_name,
+    user_metadata,
 )
 from server.rag.retriever import Retriever
 from server.rag.store import ChromaStore
@@ -57,6 +58,7 @@ def where_filter(
             value,
             max_values=limits.max_filter_values,
             max_clauses=limits.max_filter_clauses,
+            max_value_bytes=limits.chunk_metadata_value_bytes,
         )
     except FilterError as exc:
         raise InvalidRequest(f"Invalid filter: {exc}.", param=param, code="invalid_filter") from exc
@@ -69,7 +71,7 @@ def _document_card(chunk: RetrievedChunk) -> dict[str, Any]:
         "object": "knowledge_base.document",
         **{k: meta[k] for k in ("title", "source", "chunks", "content_sha256") if k in meta},
         "ingested_at": meta.get("ingested_at"),
-        "metadata": {k: v for k, v in meta.items() if k not in RESERVED_KEYS},
+        "metadata": user_metadata(meta),
     }
 
 

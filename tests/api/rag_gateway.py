@@ -26,6 +26,7 @@ async def rag_gateway(
     token_decoder: TokenDecoder,
     *,
     retriever: Retriever | None = None,
+    limits: dict[str, Any] | None = None,
     **rag: Any,
 ) -> AsyncIterator[Harness]:
     chat = FakeWorker(models=["tiny-chat"])
@@ -34,7 +35,9 @@ async def rag_gateway(
     transport.add("chat.test", chat)
     transport.add("embed.test", embed)
     registry = CollectorRegistry()
-    settings = settings_for_fakes(rag={"data_dir": str(data_dir), "virtual_models": VIRTUAL, **rag})
+    settings = settings_for_fakes(
+        rag={"data_dir": str(data_dir), "virtual_models": VIRTUAL, **rag}, limits=limits or {}
+    )
     app = create_app(
         settings,
         upstream_transport=transport,

@@ -27,9 +27,8 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
             run_dir,
             worker.base_url,
             None,
+            # Default limits: the slow-client cases end by the pressure rule, not a timeout.
             rag={"data_dir": str(run_dir / "data")},
-            # Short server timeouts, so the slow-client cases end within the test's bounds.
-            limits={"header_timeout": 1, "body_timeout": 1},
         )
         procs.append(gateway)
         yield gateway

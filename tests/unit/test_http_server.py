@@ -149,8 +149,9 @@ async def test_a_kept_alive_connection_times_out_a_half_sent_next_request(port: 
 
 
 async def test_requests_over_the_concurrency_cap_get_503() -> None:
-    # A long head deadline: the idle connections must stay open however slow the machine.
-    async with serving({**LIMITS, "header_timeout": 60}) as port:
+    # Long head deadlines, the pressure one too (50 open connections of 50 are pressure): the
+    # idle connections must stay open however slow the machine.
+    async with serving({**LIMITS, "header_timeout": 60, "pressure_timeout": 60}) as port:
         idle = [await _open(port) for _ in range(int(LIMITS["max_connections"]))]
         reader, writer = await _open(port)
         writer.write(POST % 0)

@@ -9,7 +9,8 @@ import tiktoken
 
 from server.rag.chunking import Chunker
 from server.rag.ingest import DocumentInput, chunk_id, chunk_metadata
-from server.rag.records import RESERVED_KEYS
+from server.rag.records import RESERVED_KEYS, RetrievedChunk, user_metadata
+from server.rag.versions import with_document_metadata
 
 
 @pytest.fixture(scope="module")
@@ -74,3 +75,19 @@ def test_chunk_metadata_keeps_source_title_position_and_user_keys(chunker: Chunk
     assert (meta["title"], meta["source"], meta["position"]) == ("T", "s.md", 3)
     assert meta["lang"] == "en"
     assert set(meta) - {"lang"} <= RESERVED_KEYS
+
+
+def test_long_metadata_values_go_on_the_first_chunk_only(chunker: Chunker) -> None:
+    doc = DocumentInput("d1", TEXT, metadata={"lang": "en", "rev": 2, "notes": "n" * 300})
+    first, later = chunker.split(TEXT, 50, 10)[:2]
+    head = chunk_metadata(doc, first, 9, "abc", 123, chunk_value_bytes=256)
+    tail = chunk_metadata(doc, later, 9, "abc", 123, chunk_value_bytes=256)
+    assert head["document:notes"] == "n" * 300
+    assert "notes" not in head
+    assert "document:notes" not in tail
+    assert (tail["lang"], tail["rev"]) == ("en", 2)
+    joined = with_document_metadata(
+        [RetrievedChunk("b", "", tail), RetrievedChunk("a", "", head)],
+        [RetrievedChunk("a", "", head)],
+    )
+    assert [user_metadata(c.metadata) for c in joined] == [dict(doc.metadata)] * 2

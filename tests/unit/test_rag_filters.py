@@ -60,3 +60,20 @@ def test_deep_nesting_is_refused() -> None:
         deep = {"$and": [deep, {"b": 2}]}
     with pytest.raises(FilterError, match="nest"):
         normalize_where(deep)
+
+
+@pytest.mark.parametrize(
+    "given",
+    [{"k": "x" * 300}, {"k": {"$ne": "é" * 200}}, {"k": {"$nin": ["a", "x" * 300]}}],
+    ids=["eq", "ne, multi-byte", "nin"],
+)
+def test_values_too_long_to_be_in_chunks_are_refused(given: Any) -> None:
+    # limits.chunk_metadata_value_bytes: longer strings are kept per document, not in chunks.
+    with pytest.raises(FilterError, match="chunk_metadata_value_bytes"):
+        normalize_where(given, max_value_bytes=256)
+    assert normalize_where(given, max_value_bytes=1000) is not None
+
+
+def test_document_level_keys_cannot_be_filtered_on() -> None:
+    with pytest.raises(FilterError, match="no ':'"):
+        normalize_where({"document:big": "x"})
