@@ -161,6 +161,10 @@ class FlowQueue(Generic[W]):
         self._size += 1
         return ticket, shed
 
+    def next_band(self) -> int:
+        """The band `pop` takes from next (the queue must not be empty)."""
+        return next(i for i, band in enumerate(self._bands) if band.flows)
+
     def pop(self) -> Ticket[W] | None:
         """The next ticket to admit: highest band first, then the DRR turn within it."""
         for band in self._bands:
