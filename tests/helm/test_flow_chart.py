@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from tests.helm.chart import containers, render
 
 
-def _vllm_args(values: dict[str, object] | None = None) -> list[list[str]]:
+def _vllm_args(values: dict[str, Any] | None = None) -> list[list[str]]:
     found = []
     for obj in render(values).of_kind("Deployment"):
         if obj["metadata"]["labels"]["app.kubernetes.io/component"] == "vllm":
