@@ -72,7 +72,7 @@ async def _until(check: Callable[[], bool], what: str) -> None:
 
 
 async def _queued(h: Harness) -> dict[str, Any]:
-    flow: dict[str, Any] = (await h.client.get("/readyz")).json()["flow"]
+    flow: dict[str, dict[str, Any]] = (await h.client.get("/readyz")).json()["flow"]
     return flow.get("tiny-chat", {})
 
 
