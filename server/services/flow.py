@@ -78,6 +78,8 @@ class FlowControl:
         self._clock = clock
         self._configs: dict[str, ModelFlow] = {}
         self._pools: dict[str, _Pool] = {}
+        # Counter children by (model, tenant, band): labels() costs 2 µs, a dict lookup 0.1.
+        self._admitted: dict[tuple[str, str, str], Any] = {}
         loads.listen(self.pump)
 
     def config(self, model: str) -> ModelFlow:
@@ -95,7 +97,7 @@ class FlowControl:
         if pool is None or not pool.queue:
             pending = 0 if pool is None else pool.pending
             if self._room(kind, model, config.thresholds[band], pending) > pending:
-                self._metrics.admitted.labels(model, principal.priority, principal.name).inc()
+                self._count(model, principal.name, principal.priority)
                 return None
         if pool is None:
             pool = self._pools[model] = _Pool(kind, model, config, config.new_queue())
@@ -126,7 +128,7 @@ class FlowControl:
         pool.pending -= 1
         band = BANDS[ticket.band]
         self._metrics.wait.labels(pool.model, band).observe(self._clock() - queued.queued_at)
-        self._metrics.admitted.labels(pool.model, band, queued.tenant).inc()
+        self._count(pool.model, queued.tenant, band)
         self._tidy(pool)
 
     def pump(self) -> None:
@@ -201,6 +203,13 @@ class FlowControl:
             if total > need:
                 break
         return total
+
+    def _count(self, model: str, tenant: str, band: str) -> None:
+        key = (model, tenant, band)
+        child = self._admitted.get(key)
+        if child is None:  # bounded: served models x key names x bands
+            child = self._admitted[key] = self._metrics.admitted.labels(model, band, tenant)
+        child.inc()
 
     def _admitted_gone(self, pool: _Pool) -> None:
         """An admitted request's client left before it reached a worker: its slot is free."""
