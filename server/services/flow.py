@@ -16,6 +16,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 from router.errors import NoHealthyWorker, UnknownModel
@@ -38,6 +39,11 @@ BANDS = (PriorityClass.HIGH, PriorityClass.STANDARD, PriorityClass.BATCH)
 BAND_INDEX = {band: i for i, band in enumerate(BANDS)}
 
 Waiter = asyncio.Future[None]
+
+
+class Go(Enum):
+    HERE = "here"
+    ELSEWHERE = "elsewhere"
 
 
 @dataclass(slots=True)
@@ -88,17 +94,25 @@ class FlowControl:
             found = self._configs[model] = model_flow(self._settings, model)
         return found
 
-    def enter(self, kind: WorkerKind, model: str, principal: Principal, cost: int) -> Queued | None:
-        """None: go now. Otherwise the request is queued; await `wait(queued)`. Raises
-        `RequestDropped` when its band is full."""
+    def enter(
+        self, kind: WorkerKind, model: str, principal: Principal, cost: int, worker: str
+    ) -> Go | Queued:
+        """Whether a request routed to `worker` may go: `Go.HERE`; `Go.ELSEWHERE` when that
+        worker is saturated but another has room (route again, excluding `full()`); otherwise
+        it is queued: await `wait(queued)`, then route again. Raises `RequestDropped` when its
+        band is full."""
         band = BAND_INDEX[principal.priority]
         pool = self._pools.get(model)
         config = pool.config if pool is not None else self.config(model)
         if pool is None or not pool.queue:
-            pending = 0 if pool is None else pool.pending
-            if self._room(kind, model, config.thresholds[band], pending) > pending:
+            limits = config.thresholds[band]
+            if pool is None and headroom(self._loads.load(worker), limits):
                 self._count(model, principal.name, principal.priority)
-                return None
+                return Go.HERE
+            pending = 0 if pool is None else pool.pending
+            if self._room(kind, model, limits, pending) > pending:
+                self._count(model, principal.name, principal.priority)
+                return Go.ELSEWHERE
         if pool is None:
             pool = self._pools[model] = _Pool(kind, model, config, config.new_queue())
         return self._queue(pool, band, principal, cost)
@@ -130,6 +144,16 @@ class FlowControl:
         self._metrics.wait.labels(pool.model, band).observe(self._clock() - queued.queued_at)
         self._count(pool.model, queued.tenant, band)
         self._tidy(pool)
+
+    def full(self, kind: WorkerKind, model: str, principal: Principal) -> list[str]:
+        """The model's saturated workers, to route around; none when all of them are."""
+        limits = self.config(model).thresholds[BAND_INDEX[principal.priority]]
+        try:
+            candidates = self._workers.candidates(kind, model)
+        except RagwayError:
+            return []
+        full = [b.id for b in candidates if not headroom(self._loads.load(b.id), limits)]
+        return full if len(full) < len(candidates) else []
 
     def pump(self) -> None:
         """Admit what the workers have room for, and drop what waited too long."""
