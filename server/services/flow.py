@@ -88,10 +88,10 @@ class FlowControl:
         self._admitted: dict[tuple[str, str, str], Any] = {}
         loads.listen(self.pump)
 
-    def config(self, model: str) -> ModelFlow:
+    def config(self, model: str, kind: WorkerKind = WorkerKind.CHAT) -> ModelFlow:
         found = self._configs.get(model)
         if found is None:  # one per served model: bounded by what the workers serve
-            found = self._configs[model] = model_flow(self._settings, model)
+            found = self._configs[model] = model_flow(self._settings, model, kind)
         return found
 
     def enter(
@@ -103,7 +103,7 @@ class FlowControl:
         band is full."""
         band = BAND_INDEX[principal.priority]
         pool = self._pools.get(model)
-        config = pool.config if pool is not None else self.config(model)
+        config = pool.config if pool is not None else self.config(model, kind)
         if pool is None or not pool.queue:
             limits = config.thresholds[band]
             if pool is None and headroom(self._loads.load(worker), limits):
@@ -147,7 +147,7 @@ class FlowControl:
 
     def full(self, kind: WorkerKind, model: str, principal: Principal) -> list[str]:
         """The model's saturated workers, to route around; none when all of them are."""
-        limits = self.config(model).thresholds[BAND_INDEX[principal.priority]]
+        limits = self.config(model, kind).thresholds[BAND_INDEX[principal.priority]]
         try:
             candidates = self._workers.candidates(kind, model)
         except RagwayError:
