@@ -180,7 +180,7 @@ class FlowControl:
         waiter: Waiter = asyncio.get_running_loop().create_future()
         now = self._clock()
         try:
-            ticket, shed = pool.queue.push(band, principal.name, cost, now, waiter)
+            ticket, shed = pool.queue.push(band, principal.fairness_id, cost, now, waiter)
         except BandFull:
             self._refused(pool, band, "band_full")
             self._tidy(pool)
