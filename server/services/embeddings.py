@@ -68,8 +68,6 @@ class EmbeddingService:
         data, request = await parse_request(raw, EmbeddingRequest, self._limits)
         require_model(principal, request.model, self._catalog.served_name)
         route = self._catalog.route(WorkerKind.EMBEDDING, request.model, request_id)
-        if self._flow is not None and self._flow.enabled:
-            route = await self._admitted(route, request.model, request_id, principal, len(raw))
         changed = route.served_model != request.model
         if changed:
             data["model"] = route.served_model
@@ -78,6 +76,9 @@ class EmbeddingService:
             data["input"] = texts
             changed = True
         body = orjson.dumps(data) if changed else raw
+        # Last before dispatch: from admission to the worker's in-flight count, nothing awaits.
+        if self._flow is not None and self._flow.enabled:
+            route = await self._admitted(route, request.model, request_id, principal, len(raw))
         reply = await self._dispatch.post(
             route, embedding_reroute(self._catalog, request.model, request_id), EMBEDDINGS, body
         )
