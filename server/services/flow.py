@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from router.errors import NoHealthyWorker, UnknownModel
+from router.errors import NoHealthyWorker, NoRoute, UnknownModel
 from router.flow import UNBOUNDED, BandFull, FlowQueue, Outcome, Thresholds, Ticket, headroom
 from router.load import LoadTracker
 from router.pool import WorkerPool
@@ -150,7 +150,7 @@ class FlowControl:
         limits = self.config(model, kind).thresholds[BAND_INDEX[principal.priority]]
         try:
             candidates = self._workers.candidates(kind, model)
-        except RagwayError:
+        except NoRoute:  # routing answers 404 or 503
             return []
         full = [b.id for b in candidates if not headroom(self._loads.load(b.id), limits)]
         return full if len(full) < len(candidates) else []

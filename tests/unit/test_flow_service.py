@@ -61,6 +61,7 @@ async def test_a_request_routed_to_a_full_worker_goes_to_one_with_room() -> None
         with loads.track("b"):
             assert flow.full(CHAT, "m", TEAM) == []  # all full: route as usual
             assert isinstance(flow.enter(CHAT, "m", TEAM, 10, "a"), Queued)
+    assert flow.full(CHAT, "unknown", TEAM) == []  # routing answers 404 for it
 
 
 async def test_an_admitted_request_whose_client_left_frees_its_slot_for_the_next() -> None:
