@@ -115,7 +115,10 @@ class FlowControl:
                 return Go.ELSEWHERE
         if pool is None:
             pool = self._pools[model] = _Pool(kind, model, config, config.new_queue())
-        return self._queue(pool, band, principal, cost)
+        queued = self._queue(pool, band, principal, cost)
+        # A higher band may have room where the queued ones do not (a band's `share`).
+        self._admit(pool)
+        return queued
 
     async def wait(self, queued: Queued) -> None:
         """Wait for admission. Raises `RequestDropped` (TTL, shed) or `UpstreamUnavailable`;
