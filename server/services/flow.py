@@ -134,8 +134,10 @@ class FlowControl:
                 self._tidy(pool)
                 raise _dropped(pool, "queue_timeout") from None
             if ticket.outcome is not Outcome.ADMITTED:  # failed by the pump at the same moment
+                _retrieve(ticket.waiter)
                 raise _dropped(pool, "queue_timeout") from None
         except asyncio.CancelledError:
+            _retrieve(ticket.waiter)  # a failure set just before the client left
             if ticket.outcome is Outcome.ADMITTED:
                 self._admitted_gone(pool)
             elif pool.queue.cancel(ticket):
@@ -199,9 +201,9 @@ class FlowControl:
             band = queue.next_band()
             try:
                 room = self._room(pool.kind, pool.model, pool.config.thresholds[band], pool.pending)
-            except RagwayError as exc:
+            except RagwayError:
                 for failed in queue.drain():
-                    self._fail(pool, failed, exc, "no_healthy_worker")
+                    self._fail(pool, failed, _no_worker(pool.model), "no_healthy_worker")
                 return
             if room <= pool.pending:
                 return
@@ -265,11 +267,17 @@ class FlowControl:
         return loop.time() + max(0.0, deadline - self._clock())
 
 
+def _retrieve(waiter: Waiter) -> None:
+    """Mark a failure nobody will raise as seen, so asyncio does not log it at collection."""
+    if waiter.done() and not waiter.cancelled():
+        waiter.exception()
+
+
 def _dropped(pool: _Pool, reason: str) -> RequestDropped:
     messages = {
         "band_full": "its priority band's queue is full",
         "queue_timeout": "it waited queued longer than its priority band allows",
-        "shed": "higher-priority requests needed its place in the queue",
+        "shed": "a request of a higher band, or of a tenant with less queued, took its place",
     }
     return RequestDropped(
         f"The workers serving `{pool.model}` are saturated and the request was dropped: "
