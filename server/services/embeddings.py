@@ -20,6 +20,8 @@ from server.protocol.common import parse_request
 from server.protocol.embeddings import EmbeddingRequest
 from server.services.catalog import Catalog
 from server.services.dispatch import Dispatcher, embedding_reroute
+from server.services.flow import FlowControl, Go
+from server.services.flow_gate import admit, routed_after
 from server.settings import LimitsSettings
 from server.tenancy.principal import ANONYMOUS, Principal
 from server.tenancy.scopes import require_model
@@ -52,7 +54,9 @@ class EmbeddingService:
         dispatch: Dispatcher,
         decoder: TokenDecoder,
         limits: LimitsSettings | None = None,
+        flow: FlowControl | None = None,
     ):
+        self._flow = flow
         self._limits = limits if limits is not None else LimitsSettings()
         self._catalog = catalog
         self._dispatch = dispatch
@@ -73,6 +77,13 @@ class EmbeddingService:
             data["input"] = texts
             changed = True
         body = orjson.dumps(data) if changed else raw
+        # Last before dispatch: from admission to the worker's in-flight count, nothing awaits.
+        if self._flow is not None and self._flow.enabled:
+            kind = WorkerKind.EMBEDDING
+            admission = admit(self._flow, kind, route, principal, len(raw) // 4)
+            if admission is not Go.HERE:
+                reroute = embedding_reroute(self._catalog, request.model, request_id)
+                route = await routed_after(self._flow, admission, kind, route, principal, reroute)
         reply = await self._dispatch.post(
             route, embedding_reroute(self._catalog, request.model, request_id), EMBEDDINGS, body
         )

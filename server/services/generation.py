@@ -28,12 +28,14 @@ from server.protocol.generation import ChatCompletionRequest, CompletionRequest
 from server.protocol.responses import ResponsesRequest
 from server.services.catalog import Catalog, Route
 from server.services.dispatch import Dispatcher, Reroute
+from server.services.flow import FlowControl, Go
+from server.services.flow_gate import admit, engine_priority, estimated_tokens, routed_after
 from server.services.rag_chat import RagChat, RagOutcome
 from server.services.routing import prompt_prefix, session_key
 from server.services.usage import StreamTap, usage_of
 from server.settings import RagwaySettings
 from server.tenancy.principal import ANONYMOUS, Principal
-from server.tenancy.scopes import apply_to_body, require_model, with_salt
+from server.tenancy.scopes import apply_to_body, require_model, with_field, with_salt
 from server.upstream.client import Reply, UpstreamClient
 from server.upstream.sse import EventCutter, data_event, done_event
 
@@ -83,6 +85,9 @@ class Prepared:
     rag: RagOutcome | None = None
     # ragway added include_usage to a stream; the usage chunk is removed from the client's copy.
     strip_usage: bool = False
+    # Who asks (flow control's band and flow), and the request's estimated tokens.
+    principal: Principal = ANONYMOUS
+    cost: int = 0
 
     def url(self, route: Route) -> str:
         return route.backend.url + self.endpoint.path
@@ -120,7 +125,9 @@ class GenerationService:
         settings: RagwaySettings,
         metrics: GatewayMetrics,
         rag: RagChat | None = None,
+        flow: FlowControl | None = None,
     ):
+        self._flow = flow
         self._catalog = catalog
         self._upstream = upstream
         self._dispatch = dispatch
@@ -162,14 +169,19 @@ class GenerationService:
         changed = (
             tenant_changed or rag is not None or strip_usage or route.served_model != request.model
         )
+        priority = engine_priority(self._flow, principal, route.served_model, data)
+        if priority:
+            forwarded["priority"] = priority
         body = raw
         if salted and not changed:
             body = with_salt(raw, data["cache_salt"]) or orjson.dumps(forwarded)
         elif changed:
             body = orjson.dumps(forwarded)
+        if priority and not changed:
+            body = with_field(body, b"priority", b"%d" % priority) or orjson.dumps(forwarded)
         return Prepared(
             endpoint, request.model, target, stream, route, body, request_id, key, prefix, rag,
-            strip_usage,
+            strip_usage, principal, estimated_tokens(raw, data),
         )  # fmt: skip
 
     async def unary(self, prepared: Prepared, record: RequestRecord) -> Reply:
@@ -178,8 +190,14 @@ class GenerationService:
         def attempted(route: Route) -> None:
             record.worker = route.backend.id
 
+        route, flow = prepared.route, self._flow
+        if flow is not None and flow.enabled:
+            admission = admit(flow, WorkerKind.CHAT, route, prepared.principal, prepared.cost)
+            if admission is not Go.HERE:
+                route = await routed_after(flow, admission, WorkerKind.CHAT, route,
+                                           prepared.principal, self._reroute(prepared))  # fmt: skip
         reply = await self._dispatch.post(
-            prepared.route,
+            route,
             self._reroute(prepared),
             prepared.endpoint.path,
             prepared.body,
@@ -201,7 +219,13 @@ class GenerationService:
             record.worker = route.backend.id
             return self._open(prepared, route)
 
-        opened = await self._dispatch.failover(prepared.route, self._reroute(prepared), attempt)
+        route, flow = prepared.route, self._flow
+        if flow is not None and flow.enabled:
+            admission = admit(flow, WorkerKind.CHAT, route, prepared.principal, prepared.cost)
+            if admission is not Go.HERE:
+                route = await routed_after(flow, admission, WorkerKind.CHAT, route,
+                                           prepared.principal, self._reroute(prepared))  # fmt: skip
+        opened = await self._dispatch.failover(route, self._reroute(prepared), attempt)
         line = opened.cutter.line
         tap = StreamTap(record, prepared.strip_usage, line)
         first = tap(opened.first)
