@@ -57,11 +57,12 @@ async def test_virtual_model_injects_context_and_returns_sources(rag: Harness) -
     assert len(sources) == 3  # the virtual model's top_k
     assert response.headers["x-ragway-sources"] == ",".join(s["id"] for s in sources)
     assert "x-ragway-rag" not in response.headers
-    # The query was embedded by the knowledge base's embedding model, on the embedding worker.
+    # The query was embedded by the knowledge base's embedding model, on the embedding worker,
+    # as base64 float32 (no decimal floats to write and parse).
     assert rag.embed.received[-1] == {
         "model": "tiny-embed",
         "input": [QUESTION[0]["content"]],
-        "encoding_format": "float",
+        "encoding_format": "base64",
     }
 
 
