@@ -84,7 +84,9 @@ async def fill(store: ChromaStore, name: str, size: int, rng: np.random.Generato
 
 
 async def retrieval(data_dir: Path, sizes: list[int], queries: int) -> list[dict[str, Any]]:
-    store = ChromaStore(RagSettings(data_dir=data_dir))
+    # Building 100k chunks takes upserts of thousands of vectors, each longer than the
+    # gateway's default store timeout on a loaded machine; searches take milliseconds.
+    store = ChromaStore(RagSettings(data_dir=data_dir, store_timeout=300.0))
     rng = np.random.default_rng(7)
     rows = []
     try:
