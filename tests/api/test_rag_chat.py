@@ -138,6 +138,16 @@ async def test_budget_drops_the_lowest_scoring_chunks(rag: Harness) -> None:
     assert dropped == 2
 
 
+async def test_a_context_that_fits_is_counted_in_one_call(rag: Harness) -> None:
+    """The prompt and the whole context: two /tokenize calls, not one per passage."""
+    before = len(rag.chat.tokenize_requests)
+    response = await rag.client.post(CHAT, json={"model": "support-bot", "messages": QUESTION})
+    assert len(response.json()["sources"]) == 3
+    calls = rag.chat.tokenize_requests[before:]
+    assert [("messages" in c, "prompt" in c) for c in calls] == [(True, False), (False, True)]
+    assert calls[1]["prompt"] == system_context(rag.chat.received[-1])
+
+
 async def test_no_room_means_no_context(rag: Harness) -> None:
     rag.chat.max_model_len = 30
     response = await rag.client.post(CHAT, json={"model": "support-bot", "messages": QUESTION})
