@@ -8,8 +8,9 @@ import pytest
 import tiktoken
 
 from server.rag.chunking import Chunker
-from server.rag.ingest import DocumentInput, chunk_id, chunk_metadata
+from server.rag.ingest import DocumentInput, chunk_metadata
 from server.rag.records import RESERVED_KEYS
+from server.rag.versions import chunk_id
 
 
 @pytest.fixture(scope="module")
