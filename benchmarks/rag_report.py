@@ -51,14 +51,6 @@ def markdown(results: dict[str, Any]) -> str:
         "worker, and the rewrite.",
         "",
         *_under_ingest(results),
-        "Spread: the machine was shared with five other engineers' tests (load average 2 to 11 "
-        "over the hour), and every figure here moves with it. An earlier run (2026-11-30 03:06 "
-        "UTC, load average 4 to 6) measured 36.6 ms added TTFT p50 in the TTFT phase (query "
-        "embedding 17.1 ms) but 18.7 ms in its later idle phase (query embedding 9.9 ms); "
-        "ingest 0.796x in-process torch (7.9 vs 9.9 chunks/s); query embedding under ingest "
-        "1.14x idle. The torch worker's run (2026-11-23, quiet machine) measured 37.2 ms "
-        "added TTFT with a 28.3 ms query embedding.",
-        "",
     ]
     return "\n".join(lines)
 

@@ -50,6 +50,16 @@ def texts_to_count(template: str, chunks: Sequence[RetrievedChunk]) -> list[str]
     return [render(template, []), *passages(chunks)]
 
 
+def whole_context(template: str, chunks: Sequence[RetrievedChunk]) -> str:
+    """The context message's text with every chunk: counted first, since it usually fits, and
+    then no passage needs counting on its own."""
+    return render(template, passages(chunks))
+
+
+def fits_whole(whole_tokens: int, budget: int) -> bool:
+    return whole_tokens + MESSAGE_FRAMING <= budget
+
+
 def context_budget(window: int, prompt_tokens: int, reserved: int, cap: int) -> int:
     """Tokens the context may take: what the window leaves after the prompt and the answer's
     reservation, and never more than `cap`."""
@@ -70,11 +80,26 @@ def augment(
     template: str,
     budget: int,
     count: Callable[[str], int],
+    whole_tokens: int | None = None,
 ) -> Augmented:
     """`messages` with a context system message holding as many of the best chunks as fit in
-    `budget` tokens. With none fitting, the messages come back unchanged."""
+    `budget` tokens. With none fitting, the messages come back unchanged. `whole_tokens`: the
+    tokens of `whole_context`, if counted; when that fits, every chunk goes in uncounted."""
     order = ranked(chunks)
     parts = passages(order)
+    if whole_tokens is not None and fits_whole(whole_tokens, budget):
+        kept = len(parts)
+    else:
+        kept = _fitting(template, parts, budget, count)
+    if kept == 0:
+        return Augmented(list(messages), [], len(order))
+    context = {"role": "system", "content": render(template, parts[:kept])}
+    at = _insert_at(messages)
+    return Augmented([*messages[:at], context, *messages[at:]], order[:kept], len(order) - kept)
+
+
+def _fitting(template: str, parts: Sequence[str], budget: int, count: Callable[[str], int]) -> int:
+    """How many of `parts`, best first, fit in `budget` counted one by one."""
     cost = count(render(template, [])) + MESSAGE_FRAMING
     kept = 0
     for part in parts:
@@ -83,11 +108,7 @@ def augment(
             break
         cost += step
         kept += 1
-    if kept == 0:
-        return Augmented(list(messages), [], len(order))
-    context = {"role": "system", "content": render(template, parts[:kept])}
-    at = _insert_at(messages)
-    return Augmented([*messages[:at], context, *messages[at:]], order[:kept], len(order) - kept)
+    return kept
 
 
 def _text_of(content: Any) -> str:

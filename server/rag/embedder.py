@@ -5,9 +5,11 @@ alike (never Chroma's built-in embedding function)."""
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+import numpy as np
 import orjson
 
 from router.types import WorkerKind
@@ -30,11 +32,23 @@ class Embedder(Protocol):
         ...
 
 
+def _vector(embedding: Any) -> Vector:
+    """One embedding as sent: base64 of little-endian float32 (what the gateway asks for), or a
+    list of numbers (from a worker that ignores `encoding_format`)."""
+    if isinstance(embedding, str):
+        raw = base64.b64decode(embedding, validate=True)
+        if len(raw) % 4:
+            raise ValueError(f"a base64 embedding of {len(raw)} bytes is not float32")
+        vector: Vector = np.frombuffer(raw, dtype="<f4").tolist()
+        return vector
+    return [float(x) for x in embedding]
+
+
 def _vectors(content: bytes, expected: int) -> list[Vector]:
     try:
         data: Any = orjson.loads(content)["data"]
         ordered = sorted(data, key=lambda item: item["index"])
-        vectors = [[float(x) for x in item["embedding"]] for item in ordered]
+        vectors = [_vector(item["embedding"]) for item in ordered]
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise UpstreamBadResponse(f"the embedding worker sent a malformed answer: {exc}") from exc
     if len(vectors) != expected:
@@ -77,8 +91,10 @@ class WorkerEmbedder:
         self, model: str, texts: Sequence[str], request_id: str, priority: str
     ) -> list[Vector]:
         route = self._catalog.route(WorkerKind.EMBEDDING, model, request_id)
+        # base64 (float32 bytes), as the OpenAI SDK asks by default: the worker skips
+        # formatting 384 floats per input as decimal text, and this side parsing them back.
         body = orjson.dumps(
-            {"model": route.served_model, "input": list(texts), "encoding_format": "float"}
+            {"model": route.served_model, "input": list(texts), "encoding_format": "base64"}
         )
         reroute = embedding_reroute(self._catalog, model, request_id)
         priority_header = {PRIORITY_HEADER: priority}

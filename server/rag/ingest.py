@@ -15,8 +15,6 @@ import hashlib
 import time
 from dataclasses import dataclass, field
 
-import orjson
-
 from server.errors import InvalidRequest
 from server.rag.chunking import Chunk, Chunker
 from server.rag.embedder import Embedder
@@ -36,7 +34,7 @@ from server.rag.records import (
     split_metadata,
 )
 from server.rag.store import ChromaStore
-from server.rag.versions import current_versions, superseded
+from server.rag.versions import chunk_id, current_versions, superseded
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,15 +52,6 @@ class IngestResult:
     chunks: int
     # Chunks of a previous, longer version of the document that were removed.
     removed: int
-
-
-def chunk_id(knowledge_base: str, document_id: str, position: int, version: int = 0) -> str:
-    # JSON keeps the parts apart whatever characters they hold. Version 0: chunks written
-    # before versions existed, whose ids had no version.
-    parts: list[object] = [knowledge_base, document_id, position]
-    if version:
-        parts.insert(2, version)
-    return hashlib.sha256(orjson.dumps(parts)).hexdigest()[:32]
 
 
 def chunk_metadata(

@@ -28,8 +28,8 @@ from server.errors import (
     VectorStoreUnavailable,
 )
 from server.rag.chroma_client import ChromaClient, connect, load_chromadb, translate
-from server.rag.records import DOCUMENT_ID, POSITION, KnowledgeBase, Metadata, RetrievedChunk
-from server.rag.versions import current_versions, visible, with_document_metadata
+from server.rag.records import KnowledgeBase, Metadata, RetrievedChunk
+from server.rag.versions import markers, newest_complete, visible, with_document_metadata
 from server.settings import RagSettings
 
 T = TypeVar("T")
@@ -294,43 +294,50 @@ class ChromaStore:
 
         return await self._run(read, name)
 
-    async def first_chunks(self, name: str, document_ids: set[str]) -> list[RetrievedChunk]:
-        """The documents' position-0 chunks, one per complete version (versions.py), without
-        text: their metadata carries each version and the document-level values."""
-        if not document_ids:
-            return []
-        where = {"$and": [{DOCUMENT_ID: {"$in": sorted(document_ids)}}, {POSITION: 0}]}
-        return await self.read(name, where, with_text=False)
-
     async def query(
         self, name: str, vector: Sequence[float], top_k: int, where: dict[str, Any] | None
     ) -> list[RetrievedChunk]:
-        """The `top_k` nearest chunks of current document versions. Twice as many are asked
-        for, so that a document caught mid-write (two versions) still leaves `top_k`."""
-        found = await self._nearest(name, vector, 2 * top_k, where)
-        firsts = await self.first_chunks(name, {c.document_id for c in found})
-        return with_document_metadata(visible(found, current_versions(firsts))[:top_k], firsts)
+        """The `top_k` nearest chunks of complete, unmixed document versions (versions.py),
+        with the document-level metadata of their version joined back in. Twice as many are
+        asked for, so that a document caught mid-write (two versions) still leaves `top_k`."""
 
-    async def _nearest(
-        self, name: str, vector: Sequence[float], top_k: int, where: dict[str, Any] | None
-    ) -> list[RetrievedChunk]:
         async def query(client: ChromaClient) -> list[RetrievedChunk]:
-            found = await (await self._collection(client, name)).query(
-                query_embeddings=[list(vector)],
-                n_results=top_k,
-                where=where,
-                include=["documents", "metadatas", "distances"],
+            collection = await self._collection(client, name)
+            found = await _nearest(collection, vector, 2 * top_k, where)
+            wanted = markers(name, found)
+            stored = (
+                await collection.get(ids=list(wanted), include=["metadatas"]) if wanted else None
             )
-            ids = found["ids"][0]
-            texts = (found["documents"] or [[]])[0]
-            metas = (found["metadatas"] or [[]])[0]
-            distances = (found["distances"] or [[]])[0]
-            # Cosine distance in [0, 2] back to cosine similarity in [-1, 1].
-            return [
-                RetrievedChunk(
-                    id_, texts[i] or "", cast(Metadata, metas[i] or {}), 1.0 - distances[i]
-                )
-                for i, id_ in enumerate(ids)
-            ]
+            firsts = _chunks(stored) if stored else []
+            current = newest_complete(wanted, (c.id for c in firsts))
+            return with_document_metadata(visible(found, current)[:top_k], firsts)
 
         return await self._run(query, name)
+
+
+def _chunks(got: Any) -> list[RetrievedChunk]:
+    """Chroma's `get` answer (ids and metadatas) as chunks without text."""
+    metas = got["metadatas"] or [None] * len(got["ids"])
+    return [
+        RetrievedChunk(id_, "", cast(Metadata, metas[i] or {})) for i, id_ in enumerate(got["ids"])
+    ]
+
+
+async def _nearest(
+    collection: Any, vector: Sequence[float], top_k: int, where: dict[str, Any] | None
+) -> list[RetrievedChunk]:
+    found = await collection.query(
+        query_embeddings=[list(vector)],
+        n_results=top_k,
+        where=where,
+        include=["documents", "metadatas", "distances"],
+    )
+    ids = found["ids"][0]
+    texts = (found["documents"] or [[]])[0]
+    metas = (found["metadatas"] or [[]])[0]
+    distances = (found["distances"] or [[]])[0]
+    # Cosine distance in [0, 2] back to cosine similarity in [-1, 1].
+    return [
+        RetrievedChunk(id_, texts[i] or "", cast(Metadata, metas[i] or {}), 1.0 - distances[i])
+        for i, id_ in enumerate(ids)
+    ]

@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import orjson
 
@@ -31,8 +31,15 @@ from server.errors import (
 )
 from server.observability.metrics import GatewayMetrics
 from server.protocol.knowledge import RagOptions, validated
-from server.rag.augment import augment, context_budget, retrieval_query, texts_to_count
-from server.rag.records import RetrievedChunk
+from server.rag.augment import (
+    augment,
+    context_budget,
+    fits_whole,
+    retrieval_query,
+    texts_to_count,
+    whole_context,
+)
+from server.rag.records import KnowledgeBase, RetrievedChunk
 from server.rag.retriever import Retriever
 from server.rag.store import ChromaStore
 from server.rag.tokens import TokenCounter
@@ -60,6 +67,13 @@ class RagPlan:
     where: dict[str, Any] | None
     query_turns: int
     max_context_tokens: int
+
+
+class Retrieved(NamedTuple):
+    chunks: list[RetrievedChunk]
+    budget: int  # tokens the context may take
+    count: Callable[[str], int]  # for `augment`, when the whole context does not fit
+    whole_tokens: int | None  # of `whole_context`, when counted
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +114,15 @@ def _first(*values: T | None) -> T:
 
 def _first_or_none(*values: T | None) -> T | None:
     return next((v for v in values if v is not None), None)
+
+
+def _discard(future: asyncio.Future[Any]) -> None:
+    """Cancel `future`, or, if it is done, mark its exception seen (it is not asyncio's to log)."""
+    if future.done():
+        if not future.cancelled():
+            future.exception()
+    else:
+        future.cancel()
 
 
 class RagChat:
@@ -166,7 +189,7 @@ class RagChat:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self._settings.retrieval_timeout):
-                chunks, budget, count = await self._retrieve(plan, route, body, query, request_id)
+                found = await self._retrieve(plan, route, body, query, request_id)
         except (KnowledgeBaseNotFound, InvalidRequest):
             raise
         except (RagwayError, TimeoutError) as exc:
@@ -174,7 +197,12 @@ class RagChat:
         finally:
             self._metrics.rag_retrieval_duration.observe(time.perf_counter() - started)
         augmented = augment(
-            body["messages"], chunks, template=plan.template, budget=budget, count=count
+            body["messages"],
+            found.chunks,
+            template=plan.template,
+            budget=found.budget,
+            count=found.count,
+            whole_tokens=found.whole_tokens,
         )
         body["messages"] = augmented.messages
         self._metrics.rag_retrievals.labels("ok").inc()
@@ -185,36 +213,65 @@ class RagChat:
 
     async def _retrieve(
         self, plan: RagPlan, route: Route, body: dict[str, Any], query: str, request_id: str
-    ) -> tuple[list[RetrievedChunk], int, Callable[[str], int]]:
-        """The chunks, the context's token budget, and a counter for `augment`. The prompt is
-        counted on the worker while the query is embedded and searched."""
-
-        async def search() -> list[RetrievedChunk]:
-            kb = await self._store.get(plan.knowledge_base)
-            return await self._retriever.retrieve(
-                kb,
-                query,
-                top_k=plan.top_k,
-                where=plan.where,
-                min_score=plan.min_score,
-                request_id=request_id,
-            )
-
+    ) -> Retrieved:
+        """The chunks, the context's token budget, and their counts for `augment`. The prompt is
+        counted on the worker while the query is embedded and searched; then the whole context
+        is counted in one call, and each passage on its own only when it does not fit."""
         counting = asyncio.ensure_future(self._counter.prompt(route, body))
         try:
-            chunks = await search()
+            chunks = await self._search(plan, query, request_id)
         except BaseException:
             counting.cancel()
             raise
         if not chunks:
             counting.cancel()
-            return [], 0, len
-        prompt, window = await counting
-        counts = await self._counter.count(route, texts_to_count(plan.template, chunks))
+            return Retrieved([], 0, len, None)
+        whole = whole_context(plan.template, chunks)
+        counting_whole = asyncio.ensure_future(self._counter.count(route, [whole]))
+        try:
+            prompt, window = await counting
+        except BaseException:
+            counting_whole.cancel()
+            raise
+        whole_tokens = (await counting_whole)[whole]
         asked = body.get("max_completion_tokens") or body.get("max_tokens")
         reserved = asked if isinstance(asked, int) else self._settings.reserve_completion_tokens
         budget = context_budget(window, prompt, reserved, plan.max_context_tokens)
-        return chunks, budget, counts.__getitem__
+        if fits_whole(whole_tokens, budget):
+            return Retrieved(chunks, budget, len, whole_tokens)
+        counts = await self._counter.count(route, texts_to_count(plan.template, chunks))
+        return Retrieved(chunks, budget, counts.__getitem__, whole_tokens)
+
+    async def _search(self, plan: RagPlan, query: str, request_id: str) -> list[RetrievedChunk]:
+        """The chunks for `query`. With the knowledge base's record known from an earlier call,
+        the query is embedded and searched while the record is read again (to find that the
+        base still exists, with the same embedding model) rather than after it."""
+
+        def retrieve(kb: KnowledgeBase) -> asyncio.Future[list[RetrievedChunk]]:
+            return asyncio.ensure_future(
+                self._retriever.retrieve(
+                    kb,
+                    query,
+                    top_k=plan.top_k,
+                    where=plan.where,
+                    min_score=plan.min_score,
+                    request_id=request_id,
+                )
+            )
+
+        known = self._store.last_known(plan.knowledge_base)
+        if known is None:
+            return await retrieve(await self._store.get(plan.knowledge_base))
+        early = retrieve(known)
+        try:
+            kb = await self._store.get(plan.knowledge_base)
+        except BaseException:
+            _discard(early)
+            raise
+        if (kb.name, kb.embedding_model) != (known.name, known.embedding_model):
+            _discard(early)  # recreated with another model since: search again
+            return await retrieve(kb)
+        return await early
 
     def _failed(self, plan: RagPlan, body: dict[str, Any], exc: Exception) -> RagOutcome:
         known = self._store.last_known(plan.knowledge_base)

@@ -57,11 +57,12 @@ async def test_virtual_model_injects_context_and_returns_sources(rag: Harness) -
     assert len(sources) == 3  # the virtual model's top_k
     assert response.headers["x-ragway-sources"] == ",".join(s["id"] for s in sources)
     assert "x-ragway-rag" not in response.headers
-    # The query was embedded by the knowledge base's embedding model, on the embedding worker.
+    # The query was embedded by the knowledge base's embedding model, on the embedding worker,
+    # as base64 float32 (no decimal floats to write and parse).
     assert rag.embed.received[-1] == {
         "model": "tiny-embed",
         "input": [QUESTION[0]["content"]],
-        "encoding_format": "float",
+        "encoding_format": "base64",
     }
 
 
@@ -135,6 +136,16 @@ async def test_budget_drops_the_lowest_scoring_chunks(rag: Harness) -> None:
     assert all(r["model"] == "tiny-chat" for r in rag.chat.tokenize_requests)
     dropped = rag.metric("ragway_rag_chunks_dropped_total", {})
     assert dropped == 2
+
+
+async def test_a_context_that_fits_is_counted_in_one_call(rag: Harness) -> None:
+    """The prompt and the whole context: two /tokenize calls, not one per passage."""
+    before = len(rag.chat.tokenize_requests)
+    response = await rag.client.post(CHAT, json={"model": "support-bot", "messages": QUESTION})
+    assert len(response.json()["sources"]) == 3
+    calls = rag.chat.tokenize_requests[before:]
+    assert [("messages" in c, "prompt" in c) for c in calls] == [(True, False), (False, True)]
+    assert calls[1]["prompt"] == system_context(rag.chat.received[-1])
 
 
 async def test_no_room_means_no_context(rag: Harness) -> None:

@@ -7,9 +7,11 @@ and its behaviour (error statuses, broken streams) is set per test through `Fake
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import math
 import re
+import struct
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +42,14 @@ def fake_vector(text: str, dims: int = 64) -> list[float]:
         vector[int(hashlib.sha256(word.encode()).hexdigest(), 16) % dims] += 1.0
     norm = math.sqrt(sum(x * x for x in vector))
     return [x / norm for x in vector] if norm else [1.0] + [0.0] * (dims - 1)
+
+
+def _encoded(text: object, as_base64: bool) -> list[float] | str:
+    """As OpenAI sends it: a list of floats, or base64 of little-endian float32."""
+    vector = fake_vector(str(text))
+    if not as_base64:
+        return vector
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
 
 
 def fake_token_count(body: dict[str, Any]) -> int:
@@ -209,8 +219,9 @@ class FakeWorker:
     async def _embeddings(self, request: Request) -> Response:
         body = await self._record(request)
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        as_base64 = body.get("encoding_format") == "base64"
         data = [
-            {"object": "embedding", "index": i, "embedding": fake_vector(str(text))}
+            {"object": "embedding", "index": i, "embedding": _encoded(text, as_base64)}
             for i, text in enumerate(inputs)
         ]
         answer = {"object": "list", "data": data, "model": body["model"], "usage": {}}

@@ -12,6 +12,7 @@ from server.rag.augment import (
     passages,
     retrieval_query,
     texts_to_count,
+    whole_context,
 )
 from server.rag.records import RetrievedChunk
 
@@ -133,3 +134,30 @@ def test_retrieval_query_is_the_last_user_turn_plus_earlier_ones() -> None:
     assert retrieval_query(messages, 3) == "first\nsecond\nthird"
     assert retrieval_query([{"role": "system", "content": "x"}], 1) is None
     assert retrieval_query([{"role": "user", "content": "  "}], 1) is None
+
+
+def test_a_whole_context_that_fits_keeps_every_chunk_uncounted() -> None:
+    def no_count(text: str) -> int:
+        raise AssertionError("passages are counted only when the whole does not fit")
+
+    whole = words(whole_context(TEMPLATE, CHUNKS))
+    result = augment(
+        [USER],
+        CHUNKS,
+        template=TEMPLATE,
+        budget=whole + MESSAGE_FRAMING,
+        count=no_count,
+        whole_tokens=whole,
+    )
+    assert [c.id for c in result.used] == ["id-high", "id-mid", "id-low"]
+    assert result.messages[0]["content"] == whole_context(TEMPLATE, CHUNKS)
+
+
+def test_a_whole_context_over_budget_is_cut_passage_by_passage() -> None:
+    whole = words(whole_context(TEMPLATE, CHUNKS))
+    budget = cost(CHUNKS[1])
+    result = augment(
+        [USER], CHUNKS, template=TEMPLATE, budget=budget, count=words, whole_tokens=whole
+    )
+    assert [c.id for c in result.used] == ["id-high"]
+    assert result.dropped == 2

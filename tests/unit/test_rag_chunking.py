@@ -8,9 +8,9 @@ import pytest
 import tiktoken
 
 from server.rag.chunking import Chunker
-from server.rag.ingest import DocumentInput, chunk_id, chunk_metadata
+from server.rag.ingest import DocumentInput, chunk_metadata
 from server.rag.records import RESERVED_KEYS, RetrievedChunk, user_metadata
-from server.rag.versions import with_document_metadata
+from server.rag.versions import chunk_id, with_document_metadata
 
 
 @pytest.fixture(scope="module")
