@@ -27,6 +27,7 @@ import contextlib
 import json
 import os
 import platform
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -247,8 +248,13 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _stop(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds `running`: the worker and gateways stop too
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _stop)
     results = run(args)
     name = f"flow-{args.workers}"
     args.out.mkdir(parents=True, exist_ok=True)

@@ -32,6 +32,7 @@ from benchmarks.common import percentile
 from benchmarks.loadgen import new_session
 
 Gauges = Callable[[], Awaitable[dict[str, float]]]
+_JSON = {"content-type": "application/json"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +84,7 @@ async def stream(
     out = Outcome()
     began = time.perf_counter()
     try:
-        async with session.post(url, data=body) as response:
+        async with session.post(url, data=body, headers=_JSON) as response:
             out.status = response.status
             if response.status != 200:
                 out.reason = _reason(response, await response.read())
