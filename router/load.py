@@ -42,6 +42,12 @@ class LoadTracker:
         self._clock = clock
         self._in_flight: dict[str, int] = {}
         self._engine: dict[str, EngineStats] = {}
+        self._on_change: Callable[[], None] | None = None
+
+    def listen(self, on_change: Callable[[], None]) -> None:
+        """Call `on_change` whenever a request leaves a worker or a scrape lands: the moments
+        a saturated worker may have room again (flow control pumps its queue then)."""
+        self._on_change = on_change
 
     @contextmanager
     def track(self, worker_id: str) -> Iterator[None]:
@@ -56,15 +62,20 @@ class LoadTracker:
                 self._in_flight[worker_id] = left
             else:
                 del self._in_flight[worker_id]
+            if self._on_change is not None:
+                self._on_change()
 
     def in_flight(self, worker_id: str) -> int:
         return self._in_flight.get(worker_id, 0)
 
     def record(self, worker_id: str, stats: EngineStats) -> None:
         self._engine[worker_id] = stats
+        if self._on_change is not None:
+            self._on_change()
 
     def forget(self, worker_id: str) -> None:
-        self._engine.pop(worker_id, None)
+        if self._engine.pop(worker_id, None) is not None and self._on_change is not None:
+            self._on_change()
 
     def load(self, worker_id: str) -> Load:
         stats = self._engine.get(worker_id)

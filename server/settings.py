@@ -331,6 +331,54 @@ class RagSettings(_Section):
         return self
 
 
+class BandSettings(_Section):
+    """One priority band of flow control's queue (per model)."""
+
+    # Requests the band may hold queued; past it a request is refused with 429.
+    cap: Annotated[int, Field(ge=1)] = 5000
+    # Seconds a request may wait queued before it is refused with 429.
+    ttl: PositiveSeconds = 60.0
+    # Fraction of each worker's max_in_flight this band may fill: below 1 keeps room for
+    # higher bands.
+    share: Annotated[float, Field(gt=0, le=1)] = 1.0
+
+
+class FlowModelSettings(_Section):
+    """Per-model overrides of `flow`; unset fields take the global value."""
+
+    max_in_flight: Annotated[int, Field(ge=0)] | None = None
+    max_waiting: Annotated[float, Field(ge=0)] | None = None
+    max_kv_cache_usage: Annotated[float, Field(ge=0, le=1)] | None = None
+    engine_priority: bool | None = None
+    high: BandSettings | None = None
+    standard: BandSettings | None = None
+    batch: BandSettings | None = None
+
+
+class FlowSettings(_Section):
+    """Flow control: queue requests in the gateway while every worker of their model is
+    saturated; serve priority bands in order and tenants fairly (router/flow.py)."""
+
+    enabled: bool = True
+    # Per worker: ragway's own in-flight requests (0: no limit).
+    max_in_flight: Annotated[int, Field(ge=0)] = 256
+    # Per worker: the engine's waiting queue, vllm:num_requests_waiting (0: not checked).
+    max_waiting: Annotated[float, Field(ge=0)] = 4.0
+    # Per worker: the engine's KV-cache use, 0-1 (0: not checked).
+    max_kv_cache_usage: Annotated[float, Field(ge=0, le=1)] = 0.95
+    # Set vLLM's `priority` from the band (workers run --scheduling-policy priority).
+    engine_priority: bool = True
+    # Deficit round-robin credit per turn, in estimated tokens.
+    quantum: Annotated[int, Field(ge=1)] = 256
+    # Requests queued per model in all bands together; past it a higher band's request
+    # displaces the newest of a lower band (batch is shed first). 0: the sum of the caps.
+    max_queued: Annotated[int, Field(ge=0)] = 8000
+    high: BandSettings = BandSettings()
+    standard: BandSettings = BandSettings()
+    batch: BandSettings = BandSettings(cap=1000, share=0.75)
+    models: dict[str, FlowModelSettings] = Field(default_factory=dict)
+
+
 class RagwaySettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="RAGWAY_",
@@ -360,6 +408,7 @@ class RagwaySettings(BaseSettings):
     limits: LimitsSettings = LimitsSettings()
     responses: ResponsesSettings = ResponsesSettings()
     auth: AuthSettings = AuthSettings()
+    flow: FlowSettings = FlowSettings()
 
     @field_validator("log_level")
     @classmethod

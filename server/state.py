@@ -10,6 +10,7 @@ from server.observability.metrics import GatewayMetrics
 from server.responses.service import ResponsesService
 from server.services.catalog import Catalog
 from server.services.embeddings import EmbeddingService
+from server.services.flow import FlowControl
 from server.services.generation import GenerationService
 from server.services.health import HealthMonitor
 from server.services.knowledge import KnowledgeService
@@ -34,6 +35,7 @@ class GatewayState:
     drain: Drain
     responses: ResponsesService
     tenancy: Tenancy
+    flow: FlowControl
 
     def count_upstream_status(self, status: int) -> None:
         """A worker's own 5xx, relayed as-is, still counts as an upstream failure."""

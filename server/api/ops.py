@@ -30,6 +30,8 @@ async def readyz(request: Request) -> Response:
             "workers": gateway.pool.snapshot(),
             # Reported, not required: without Chroma, chat and embeddings still work.
             "vector_store": gateway.knowledge.store_health(),
+            # Flow control's queues: requests waiting per model and band (counts only).
+            "flow": gateway.flow.snapshot(),
         },
         200 if ready else 503,
     )

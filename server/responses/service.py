@@ -153,7 +153,7 @@ class ResponsesService:
         forwarded.update(model=route.served_model, input=full, store=False, request_id=response_id)
         prepared = Prepared(
             Endpoint.RESPONSES, request.model, target, bool(request.stream), route,
-            orjson.dumps(forwarded), request_id, key, prefix, rag,
+            orjson.dumps(forwarded), request_id, key, prefix, rag, principal=principal,
         )  # fmt: skip
         return Turn(prepared, response_id, owner, store, request.previous_response_id, chain, items)
 

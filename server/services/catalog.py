@@ -11,7 +11,7 @@ from router.errors import NoHealthyWorker, UnknownModel
 from router.policies import preferred_worker
 from router.pool import WorkerPool
 from router.types import Backend, RouteRequest, WorkerKind
-from server.errors import ModelNotFound, UpstreamUnavailable
+from server.errors import DROPPED_REASON_HEADER, ModelNotFound, UpstreamUnavailable
 from server.observability.metrics import UNKNOWN
 from server.services.routing import PolicyBook
 from server.settings import RagwaySettings
@@ -81,9 +81,11 @@ class Catalog:
         except UnknownModel as exc:
             raise ModelNotFound(model) from exc
         except NoHealthyWorker as exc:
-            raise UpstreamUnavailable(
+            unavailable = UpstreamUnavailable(
                 f"No healthy worker is serving `{model}` right now; try again shortly."
-            ) from exc
+            )
+            unavailable.headers = {DROPPED_REASON_HEADER: "no_healthy_worker"}
+            raise unavailable from exc
         request = RouteRequest(served, session_key, prefix, preferred)
         loads, policy = self._policies.loads, self._policies.for_model(kind, served)
         backend = preferred_worker(

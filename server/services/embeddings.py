@@ -20,6 +20,7 @@ from server.protocol.common import parse_request
 from server.protocol.embeddings import EmbeddingRequest
 from server.services.catalog import Catalog
 from server.services.dispatch import Dispatcher, embedding_reroute
+from server.services.flow import FlowControl
 from server.settings import LimitsSettings
 from server.tenancy.principal import ANONYMOUS, Principal
 from server.tenancy.scopes import require_model
@@ -52,7 +53,9 @@ class EmbeddingService:
         dispatch: Dispatcher,
         decoder: TokenDecoder,
         limits: LimitsSettings | None = None,
+        flow: FlowControl | None = None,
     ):
+        self._flow = flow
         self._limits = limits if limits is not None else LimitsSettings()
         self._catalog = catalog
         self._dispatch = dispatch
@@ -65,6 +68,13 @@ class EmbeddingService:
         data, request = await parse_request(raw, EmbeddingRequest, self._limits)
         require_model(principal, request.model, self._catalog.served_name)
         route = self._catalog.route(WorkerKind.EMBEDDING, request.model, request_id)
+        if self._flow is not None and self._flow.enabled:
+            queued = self._flow.enter(
+                WorkerKind.EMBEDDING, route.served_model, principal, len(raw) // 4
+            )
+            if queued is not None:
+                await self._flow.wait(queued)
+                route = self._catalog.route(WorkerKind.EMBEDDING, request.model, request_id)
         changed = route.served_model != request.model
         if changed:
             data["model"] = route.served_model

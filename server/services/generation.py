@@ -28,12 +28,14 @@ from server.protocol.generation import ChatCompletionRequest, CompletionRequest
 from server.protocol.responses import ResponsesRequest
 from server.services.catalog import Catalog, Route
 from server.services.dispatch import Dispatcher, Reroute
+from server.services.flow import BAND_INDEX, FlowControl
+from server.services.flow_config import ENGINE_PRIORITY
 from server.services.rag_chat import RagChat, RagOutcome
 from server.services.routing import prompt_prefix, session_key
 from server.services.usage import StreamTap, usage_of
 from server.settings import RagwaySettings
-from server.tenancy.principal import ANONYMOUS, Principal
-from server.tenancy.scopes import apply_to_body, require_model, with_salt
+from server.tenancy.principal import ANONYMOUS, Principal, PriorityClass
+from server.tenancy.scopes import apply_to_body, require_model, with_field, with_salt
 from server.upstream.client import Reply, UpstreamClient
 from server.upstream.sse import EventCutter, data_event, done_event
 
@@ -83,6 +85,9 @@ class Prepared:
     rag: RagOutcome | None = None
     # ragway added include_usage to a stream; the usage chunk is removed from the client's copy.
     strip_usage: bool = False
+    # Who asks (flow control's band and flow), and the request's estimated tokens.
+    principal: Principal = ANONYMOUS
+    cost: int = 0
 
     def url(self, route: Route) -> str:
         return route.backend.url + self.endpoint.path
@@ -120,7 +125,9 @@ class GenerationService:
         settings: RagwaySettings,
         metrics: GatewayMetrics,
         rag: RagChat | None = None,
+        flow: FlowControl | None = None,
     ):
+        self._flow = flow
         self._catalog = catalog
         self._upstream = upstream
         self._dispatch = dispatch
@@ -162,15 +169,44 @@ class GenerationService:
         changed = (
             tenant_changed or rag is not None or strip_usage or route.served_model != request.model
         )
+        priority = self._engine_priority(principal, route.served_model, data)
+        if priority and changed:
+            forwarded["priority"] = priority
         body = raw
         if salted and not changed:
             body = with_salt(raw, data["cache_salt"]) or orjson.dumps(forwarded)
         elif changed:
             body = orjson.dumps(forwarded)
+        if priority and not changed:
+            body = with_field(body, b"priority", b"%d" % priority) or orjson.dumps(
+                {**forwarded, "priority": priority}
+            )
         return Prepared(
             endpoint, request.model, target, stream, route, body, request_id, key, prefix, rag,
-            strip_usage,
+            strip_usage, principal, len(raw) // 4 + _max_tokens(data),
         )  # fmt: skip
+
+    def _engine_priority(self, principal: Principal, served: str, data: dict[str, Any]) -> int:
+        """vLLM's `priority` for the caller's band, where the model's workers run priority
+        scheduling; 0 (the engine's default: nothing to add) for standard, or when the client
+        set its own (allowed only to keys that may: see tenancy's guarded fields)."""
+        if self._flow is None or principal.priority is PriorityClass.STANDARD:
+            return 0
+        if "priority" in data or not self._flow.config(served).engine_priority:
+            return 0
+        return ENGINE_PRIORITY[BAND_INDEX[principal.priority]]
+
+    async def _admitted(self, prepared: Prepared) -> Route:
+        """Wait in flow control's queue while every worker is saturated; then route again,
+        to a worker that has room now."""
+        assert self._flow is not None
+        queued = self._flow.enter(
+            WorkerKind.CHAT, prepared.route.served_model, prepared.principal, prepared.cost
+        )
+        if queued is None:
+            return prepared.route
+        await self._flow.wait(queued)
+        return self._reroute(prepared)(())
 
     async def unary(self, prepared: Prepared, record: RequestRecord) -> Reply:
         """The worker's whole answer; an error status comes back as-is, to relay unchanged."""
@@ -178,8 +214,11 @@ class GenerationService:
         def attempted(route: Route) -> None:
             record.worker = route.backend.id
 
+        route = prepared.route
+        if self._flow is not None and self._flow.enabled:
+            route = await self._admitted(prepared)
         reply = await self._dispatch.post(
-            prepared.route,
+            route,
             self._reroute(prepared),
             prepared.endpoint.path,
             prepared.body,
@@ -201,7 +240,10 @@ class GenerationService:
             record.worker = route.backend.id
             return self._open(prepared, route)
 
-        opened = await self._dispatch.failover(prepared.route, self._reroute(prepared), attempt)
+        route = prepared.route
+        if self._flow is not None and self._flow.enabled:
+            route = await self._admitted(prepared)
+        opened = await self._dispatch.failover(route, self._reroute(prepared), attempt)
         line = opened.cutter.line
         tap = StreamTap(record, prepared.strip_usage, line)
         first = tap(opened.first)
@@ -253,6 +295,11 @@ class GenerationService:
             )
 
         return reroute
+
+
+def _max_tokens(data: dict[str, Any]) -> int:
+    value = data.get("max_tokens") or data.get("max_completion_tokens")
+    return value if isinstance(value, int) else 0
 
 
 def _asks_for_usage(body: dict[str, Any]) -> bool:

@@ -100,7 +100,14 @@ def with_salt(raw: bytes, salt: str) -> bytes | None:
     """The raw JSON object with `"cache_salt"` added before its closing brace: cheaper than
     serialising the parsed body again. None when the bytes do not end like a non-empty object
     (then the caller serialises)."""
+    return with_field(raw, b"cache_salt", b'"%s"' % salt.encode())
+
+
+def with_field(raw: bytes, name: bytes, json_value: bytes) -> bytes | None:
+    """The raw JSON object with `"name": json_value` added before its closing brace (the
+    caller knows the name is not there yet); None when the bytes do not end like a non-empty
+    object."""
     body = raw.rstrip()
     if not body.endswith(b"}") or body[:-1].rstrip().endswith(b"{"):
         return None
-    return b'%s,"cache_salt":"%s"}' % (body[:-1], salt.encode())
+    return b'%s,"%s":%s}' % (body[:-1], name, json_value)

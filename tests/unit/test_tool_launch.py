@@ -139,3 +139,8 @@ def test_template_takes_string_arguments_and_content_parts() -> None:
         '<|im_start|>assistant\nChecking.\n<tool_call>\n{"name": "get_weather", "arguments": '
         '{"city": "Oslo"}}\n</tool_call><|im_end|>'
     ) in rendered
+
+
+def test_vllm_runs_priority_scheduling_for_flow_control() -> None:
+    argv = launch.vllm_argv(MODEL, "m", "127.0.0.1", 8001, 2048)
+    assert argv[argv.index("--scheduling-policy") + 1] == "priority"

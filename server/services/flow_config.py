@@ -1,0 +1,52 @@
+"""Flow control's settings for one model: the global `flow` settings under the model's
+overrides (`flow.models.<served name>`), turned into what router/flow.py takes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from router.flow import BandLimits, FlowQueue, Thresholds
+from server.settings import BandSettings, FlowSettings
+
+# vLLM's priority scheduling serves lower values first; standard is vLLM's default (0), so a
+# standard request's body needs no `priority` at all.
+ENGINE_PRIORITY = (-1, 0, 1)  # high, standard, batch
+
+
+@dataclass(frozen=True, slots=True)
+class ModelFlow:
+    thresholds: tuple[Thresholds, ...]  # per band: high, standard, batch
+    bands: tuple[BandLimits, ...]
+    quantum: int
+    max_queued: int
+    engine_priority: bool
+
+    def new_queue(self) -> FlowQueue[Any]:
+        return FlowQueue(self.bands, quantum=self.quantum, max_total=self.max_queued)
+
+
+def model_flow(settings: FlowSettings, model: str) -> ModelFlow:
+    over = settings.models.get(model)
+
+    def pick(name: str) -> Any:
+        value = getattr(over, name, None) if over is not None else None
+        return getattr(settings, name) if value is None else value
+
+    bands: tuple[BandSettings, ...] = tuple(pick(b) for b in ("high", "standard", "batch"))
+    max_in_flight = int(pick("max_in_flight"))
+    thresholds = tuple(
+        Thresholds(
+            max_in_flight=max(1, int(max_in_flight * band.share)) if max_in_flight else None,
+            max_waiting=float(pick("max_waiting")) or None,
+            max_kv_cache_usage=float(pick("max_kv_cache_usage")) or None,
+        )
+        for band in bands
+    )
+    return ModelFlow(
+        thresholds,
+        tuple(BandLimits(b.cap, b.ttl) for b in bands),
+        settings.quantum,
+        settings.max_queued,
+        bool(pick("engine_priority")),
+    )
