@@ -99,7 +99,12 @@ class FlowControl:
                 return None
         if pool is None:
             pool = self._pools[model] = _Pool(kind, model, config, config.new_queue())
-        return self._queue(pool, band, principal, cost)
+        queued = self._queue(pool, band, principal, cost)
+        # A request that outranks everything queued may have room in its band now (a higher
+        # band's share is larger): admit at once rather than at the next release or scrape.
+        if pool.queue.next_band() == band:
+            self._admit(pool)
+        return queued
 
     async def wait(self, queued: Queued) -> None:
         """Wait for admission. Raises `RequestDropped` (TTL, shed) or `UpstreamUnavailable`;
