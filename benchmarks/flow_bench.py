@@ -233,8 +233,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--interactive-tokens", type=int, default=16)
     p.add_argument("--batch-tokens", type=int, default=512, help="per batch stream (ignore_eos)")
-    p.add_argument("--flow-off", default='{"enabled": false, "engine_priority": false}',
-                   help="JSON `flow:` settings of the flow-off gateway (as before flow control)")
+    p.add_argument(
+        "--flow-off",
+        default='{"enabled": false, "engine_priority": false}',
+        help="JSON `flow:` settings of the flow-off gateway (as before flow control)",
+    )
     p.add_argument("--flow-on", default="{}", help="JSON `flow:` settings ({}: the defaults)")
     p.add_argument("--variant", action="append", default=[], metavar="NAME=JSON",
                    help="another flow-on gateway with these `flow:` settings")  # fmt: skip
