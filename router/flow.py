@@ -66,9 +66,10 @@ def headroom(load: Load, limits: Thresholds) -> int:
 
     An engine that reported and then went quiet past the stale limit counts as saturated,
     except that an idle worker still takes one request: a slow scraper must not stall the
-    gateway. A worker with no engine stats at all (an embedding worker, which publishes no
-    vLLM gauges, or a chat worker before its first scrape lands) is judged by ragway's own
-    in-flight count alone, so a fresh start never waits on a scrape."""
+    gateway. A worker with no engine stats at all (before its first scrape lands, or one
+    that publishes no such gauges) is judged by ragway's own in-flight count alone, so a
+    fresh start never waits on a scrape. An embedding worker's `waiting` is its batch queue,
+    in inputs."""
     engine = load.engine
     if engine is None and load.engine_age is not None:  # stale
         return 1 if load.in_flight == 0 else 0

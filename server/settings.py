@@ -366,6 +366,9 @@ class FlowSettings(_Section):
     max_waiting: Annotated[float, Field(ge=0)] = 4.0
     # Per worker: the engine's KV-cache use, 0-1 (0: not checked).
     max_kv_cache_usage: Annotated[float, Field(ge=0, le=1)] = 0.95
+    # Per embedding worker: inputs waiting in its batch queue (0: not checked). The worker
+    # itself refuses past its own max_queue (4096 by default) with 503.
+    max_embedding_queue: Annotated[int, Field(ge=0)] = 1024
     # Set vLLM's `priority` from the band (workers run --scheduling-policy priority).
     engine_priority: bool = True
     # Deficit round-robin credit per turn, in estimated tokens.

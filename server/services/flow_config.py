@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from router.flow import BandLimits, FlowQueue, Thresholds
+from router.types import WorkerKind
 from server.settings import BandSettings, FlowSettings
 
 # vLLM's priority scheduling serves lower values first; standard is vLLM's default (0), so a
@@ -26,7 +27,8 @@ class ModelFlow:
         return FlowQueue(self.bands, quantum=self.quantum, max_total=self.max_queued)
 
 
-def model_flow(settings: FlowSettings, model: str) -> ModelFlow:
+def model_flow(settings: FlowSettings, model: str, kind: WorkerKind) -> ModelFlow:
+    """An embedding model's `max_waiting` is its workers' batch queue, in inputs."""
     over = settings.models.get(model)
 
     def pick(name: str) -> Any:
@@ -35,10 +37,13 @@ def model_flow(settings: FlowSettings, model: str) -> ModelFlow:
 
     bands: tuple[BandSettings, ...] = tuple(pick(b) for b in ("high", "standard", "batch"))
     max_in_flight = int(pick("max_in_flight"))
+    waiting = pick("max_waiting") if kind is WorkerKind.CHAT else settings.max_embedding_queue
+    if kind is WorkerKind.EMBEDDING and over is not None and over.max_waiting is not None:
+        waiting = over.max_waiting
     thresholds = tuple(
         Thresholds(
             max_in_flight=max(1, int(max_in_flight * band.share)) if max_in_flight else None,
-            max_waiting=float(pick("max_waiting")) or None,
+            max_waiting=float(waiting) or None,
             max_kv_cache_usage=float(pick("max_kv_cache_usage")) or None,
         )
         for band in bands

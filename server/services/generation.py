@@ -28,7 +28,7 @@ from server.protocol.generation import ChatCompletionRequest, CompletionRequest
 from server.protocol.responses import ResponsesRequest
 from server.services.catalog import Catalog, Route
 from server.services.dispatch import Dispatcher, Reroute
-from server.services.flow import BAND_INDEX, FlowControl
+from server.services.flow import BAND_INDEX, FlowControl, Go
 from server.services.flow_config import ENGINE_PRIORITY
 from server.services.rag_chat import RagChat, RagOutcome
 from server.services.routing import prompt_prefix, session_key
@@ -199,14 +199,16 @@ class GenerationService:
     async def _admitted(self, prepared: Prepared) -> Route:
         """Wait in flow control's queue while every worker is saturated; then route again,
         to a worker that has room now."""
-        assert self._flow is not None
-        queued = self._flow.enter(
-            WorkerKind.CHAT, prepared.route.served_model, prepared.principal, prepared.cost
+        flow, served, principal = self._flow, prepared.route.served_model, prepared.principal
+        assert flow is not None
+        admission = flow.enter(
+            WorkerKind.CHAT, served, principal, prepared.cost, prepared.route.backend.id
         )
-        if queued is None:
+        if admission is Go.HERE:
             return prepared.route
-        await self._flow.wait(queued)
-        return self._reroute(prepared)(())
+        if admission is not Go.ELSEWHERE:
+            await flow.wait(admission)
+        return self._reroute(prepared)(flow.full(WorkerKind.CHAT, served, principal))
 
     async def unary(self, prepared: Prepared, record: RequestRecord) -> Reply:
         """The worker's whole answer; an error status comes back as-is, to relay unchanged."""

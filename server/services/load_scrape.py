@@ -1,5 +1,6 @@
-"""Scrape each chat worker's vLLM `/metrics` for its queue and KV-cache use, on an interval,
-off the request path. The router trusts what it finds only while it is fresh."""
+"""Scrape each chat worker's vLLM `/metrics` for its queue and KV-cache use (and each
+embedding worker's for its batch queue), on an interval, off the request path. The router
+trusts what it finds only while it is fresh."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ _RUNNING = "vllm:num_requests_running"
 _WAITING = "vllm:num_requests_waiting"
 # vLLM renamed the KV-cache gauge; older engines only publish the GPU-named one.
 _KV = ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")
+# ragway's embedding worker: inputs waiting for a forward pass.
+_EMBEDDING_QUEUE = "ragway_embedding_queued_inputs"
 
 
 def parse_engine_stats(text: str, scraped_at: float) -> EngineStats | None:
@@ -40,6 +43,16 @@ def parse_engine_stats(text: str, scraped_at: float) -> EngineStats | None:
         return None
     kv = values.get(_KV[0], values.get(_KV[1], 0.0))
     return EngineStats(values[_RUNNING], values.get(_WAITING, 0.0), kv, scraped_at)
+
+
+def parse_embedding_stats(text: str, scraped_at: float) -> EngineStats | None:
+    """ragway's embedding worker's queue, as `waiting` (in inputs, not requests); None when
+    the text has no such gauge (another embedding server)."""
+    for line in text.splitlines():
+        if line.startswith(_EMBEDDING_QUEUE + " "):
+            with contextlib.suppress(ValueError):
+                return EngineStats(0.0, float(line.rsplit(" ", 1)[1]), 0.0, scraped_at)
+    return None
 
 
 class LoadScraper:
@@ -68,8 +81,8 @@ class LoadScraper:
             self._metrics.worker_in_flight.labels(state.backend.id).set(
                 self._loads.in_flight(state.backend.id)
             )
-        chat = [s.backend for s in self._pool.workers if s.backend.kind is WorkerKind.CHAT]
-        await asyncio.gather(*(self.scrape(b) for b in chat if self._pool.is_up(b.id)))
+        backends = [s.backend for s in self._pool.workers]
+        await asyncio.gather(*(self.scrape(b) for b in backends if self._pool.is_up(b.id)))
 
     async def scrape(self, backend: Backend) -> None:
         try:
@@ -78,7 +91,8 @@ class LoadScraper:
             log.debug("no metrics from %s: %s", backend.id, exc)
             self._loads.forget(backend.id)
             return
-        stats = parse_engine_stats(text, self._clock())
+        parse = parse_engine_stats if backend.kind is WorkerKind.CHAT else parse_embedding_stats
+        stats = parse(text, self._clock())
         if stats is None:
             self._loads.forget(backend.id)
             return

@@ -206,6 +206,7 @@ async def test_metrics(worker: Worker) -> None:
     assert 'ragway_embedding_requests_total{status="404"} 1.0' in text
     assert "ragway_embedding_queue_wait_seconds_count 4.0" in text
     assert worker.encoder.batches == [3, 1]
+    assert "ragway_embedding_queued_inputs 0.0" in text  # what flow control scrapes
 
 
 async def test_oversized_body_is_413() -> None:

@@ -6,6 +6,7 @@ and its behaviour (error statuses, broken streams) is set per test through `Fake
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import math
 import re
@@ -133,6 +134,9 @@ class FakeWorker:
         default_factory=lambda: {"role": "assistant", "content": "Hello"}
     )
     finish_reason: str = "stop"
+    # When set, each chat/completions request waits for one release() after it is recorded:
+    # a worker busy for exactly as long as a test wants.
+    gate: asyncio.Semaphore | None = None
 
     def app(self) -> Starlette:
         return Starlette(
@@ -166,6 +170,8 @@ class FakeWorker:
 
     async def _generate(self, request: Request) -> Response:
         body = await self._record(request)
+        if self.gate is not None:
+            await self.gate.acquire()
         if self.status != 200:
             return Response(self.error_body, self.status, media_type="application/json")
         if body.get("stream"):

@@ -19,6 +19,7 @@ from router.flow import (
     headroom,
 )
 from router.load import EngineStats, Load, LoadTracker
+from server.services.load_scrape import parse_embedding_stats
 
 BANDS = (BandLimits(cap=100_000, ttl=60.0),) * 3
 SMALL = (BandLimits(cap=5_000, ttl=60.0),) * 3
@@ -235,3 +236,11 @@ def test_headroom_from_a_load_tracker() -> None:
         now[0] = 106.0
         assert headroom(tracker.load("w"), LIMITS) == 0  # stale, one already in flight
     assert headroom(tracker.load("w"), LIMITS) == 1
+
+
+def test_embedding_worker_queue_is_scraped_as_waiting_inputs() -> None:
+    text = "# HELP ragway_embedding_queued_inputs x\nragway_embedding_queued_inputs 37.0\n"
+    stats = parse_embedding_stats(text, 5.0)
+    assert stats == EngineStats(0.0, 37.0, 0.0, 5.0)
+    assert parse_embedding_stats("vllm:num_requests_running 1.0\n", 5.0) is None
+    assert headroom(Load(0, stats, 0.1), Thresholds(max_in_flight=8, max_waiting=32)) == 0

@@ -48,6 +48,7 @@ def create_app(
             max_queue=settings.max_queue,
         )
         batcher.start()
+        metrics.queued.set_function(lambda: batcher.queued)
         if encoder is None:
             await batcher.warm_up()
         state.service = EmbeddingService(

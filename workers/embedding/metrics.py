@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from server.errors import RagwayError
 
@@ -58,6 +58,12 @@ class EmbeddingMetrics:
         self.items = Counter(
             "ragway_embedding_items",
             "Inputs embedded.",
+            registry=registry,
+        )
+        # The gateway's flow control scrapes this to hold requests back before the queue fills.
+        self.queued = Gauge(
+            "ragway_embedding_queued_inputs",
+            "Inputs waiting for a forward pass, both lanes together.",
             registry=registry,
         )
         self.requests = Counter(
