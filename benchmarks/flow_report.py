@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -101,13 +103,15 @@ def summary(phases: Sequence[Phase]) -> str:
 def plot(phases: Sequence[Phase], path: Path) -> Path:
     fig = Figure(figsize=(12, 4.4))
     left, right = fig.subplots(1, 2)
-    for p in phases:
+    for number, p in enumerate(phases):
+        color = f"C{number % 10}"  # one colour per phase in both panels
         series = [(t, v) for t, v in p["ttft_series"] if not math.isnan(v)]
         if series:
-            left.plot(*zip(*series, strict=True), marker="o", markersize=3, label=p["phase"])
+            left.plot(*zip(*series, strict=True), marker="o", markersize=3, label=p["phase"],
+                      color=color)  # fmt: skip
         if p["flood"]:
             right.plot(range(len(p["batch_token_series"])), p["batch_token_series"],
-                       label=p["phase"])  # fmt: skip
+                       label=p["phase"], color=color)  # fmt: skip
     windows = [p["window"] for p in phases if p["flood"]]
     if windows:
         right.axvspan(*windows[0], alpha=0.08, color="grey", label="recorded window")
@@ -126,6 +130,14 @@ def plot(phases: Sequence[Phase], path: Path) -> Path:
     return path
 
 
+def main(argv: list[str] | None = None) -> None:
+    """Re-render Markdown and PNG from a run's JSON: `python -m benchmarks.flow_report X.json`."""
+    for name in argv if argv is not None else sys.argv[1:]:
+        path = Path(name)
+        results = json.loads(path.read_text())
+        path.with_suffix(".md").write_text(render(results, path.with_suffix(".png")) + "\n")
+
+
 def render(results: dict[str, Any], png: Path) -> str:
     phases = results["phases"]
     params = results["parameters"]
@@ -140,3 +152,7 @@ def render(results: dict[str, Any], png: Path) -> str:
     )
     plot(phases, png)
     return "\n\n".join([head, phase_table(phases), summary(phases), f"![flow]({png.name})"])
+
+
+if __name__ == "__main__":
+    main()
