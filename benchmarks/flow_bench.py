@@ -181,8 +181,10 @@ async def warm_up(gateways: dict[str, Proc], body: bytes) -> None:
 
 
 async def run_phases(
-    worker: Proc, gateways: dict[str, Proc], args: argparse.Namespace, model: str
+    worker: Proc, gateways: dict[str, Proc], args: argparse.Namespace, model: str, keep: Path
 ) -> list[dict[str, Any]]:
+    """Every phase in turn; each one's figures are also written to `keep` as it ends, so a run
+    cut short still leaves what it measured."""
     interactive, batch = bodies(model, args)
     await warm_up(gateways, interactive)
     phases: list[dict[str, Any]] = []
@@ -196,6 +198,7 @@ async def run_phases(
         phases.append({"phase": label, "gateway": gateway, "flood": load.flood,
                        "drained_s": drained, **figures(raw)})  # fmt: skip
         print("  " + flow_report.one_line(phases[-1]), flush=True)
+        await asyncio.to_thread(keep.write_text, json.dumps(phases, indent=1, default=str))
     return phases
 
 
@@ -206,7 +209,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     load_before = os.getloadavg()
     with stack(args, run_dir) as (worker, gateways):
         model = "bench-chat" if args.workers == "fake" else "smollm2-135m-instruct"
-        phases = asyncio.run(run_phases(worker, gateways, args, model))
+        phases = asyncio.run(run_phases(worker, gateways, args, model, run_dir / "phases.json"))
     return {
         "benchmark": "flow",
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

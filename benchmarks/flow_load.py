@@ -54,6 +54,7 @@ class Outcome:
     tokens: int = 0
     error: str | None = None
     retry_after: float = math.nan
+    elapsed: float = math.nan  # until the answer or the refusal ended
 
 
 @dataclass(slots=True)
@@ -89,6 +90,7 @@ async def stream(
             if response.status != 200:
                 out.reason = _reason(response, await response.read())
                 out.error = f"HTTP {response.status} {out.reason}"
+                out.elapsed = time.perf_counter() - began
                 retry = response.headers.get("retry-after", "")
                 if retry.replace(".", "", 1).isdigit():
                     out.retry_after = float(retry)
@@ -106,6 +108,7 @@ async def stream(
                 on_token()
     except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
         out.error = f"{type(exc).__name__}: {exc}"[:200]
+    out.elapsed = time.perf_counter() - began
     return out
 
 
@@ -185,6 +188,7 @@ def figures(raw: dict[str, Any]) -> dict[str, Any]:
     batch: Tally = raw["batch"]
     answered = [o for _, o in people.outcomes if o.status == 200 and o.error is None]
     ttft = [o.ttft for o in answered]
+    unanswered = [o.elapsed for _, o in people.outcomes if o.status != 200 or o.error]
     refused = Counter(
         f"{o.status} {o.reason or ''}".strip()
         for _, o in people.outcomes + batch.outcomes
@@ -200,6 +204,8 @@ def figures(raw: dict[str, Any]) -> dict[str, Any]:
         "ttft_p50": percentile(ttft, 50),
         "ttft_p90": percentile(ttft, 90),
         "ttft_max": max(ttft) if ttft else math.nan,
+        # An interactive chat that got no answer: how long it waited for its refusal.
+        "interactive_failed_after_p50": percentile(unanswered, 50),
         "ttft_series": [[t, o.ttft] for t, o in people.outcomes],
         "batch_completed": sum(low <= t < high for t in batch.done_times),
         "batch_tokens_s": sum(low <= t < high for t in batch.token_times) / span,

@@ -22,6 +22,14 @@ def _s(value: float) -> str:
     return "–" if math.isnan(value) else f"{value:.3f} s"
 
 
+def _ttft(phase: Phase, key: str) -> str:
+    """The percentile, or when no interactive chat was answered, how long they waited."""
+    failed_after = phase.get("interactive_failed_after_p50", math.nan)
+    if math.isnan(phase[key]) and not math.isnan(failed_after):
+        return f"none answered (refused after {failed_after:.0f} s, p50)"
+    return _s(phase[key])
+
+
 def _rejections(phase: Phase) -> str:
     found = phase["rejections"]
     return ", ".join(f"{k}: {v}" for k, v in sorted(found.items())) if found else "none"
@@ -41,8 +49,8 @@ def phase_table(phases: Sequence[Phase]) -> str:
         [
             p["phase"],
             f"{p['interactive_ok']}/{p['interactive_sent']}",
-            _s(p["ttft_p50"]),
-            _s(p["ttft_p90"]),
+            _ttft(p, "ttft_p50"),
+            _ttft(p, "ttft_p90"),
             str(p["batch_completed"]),
             f"{p['batch_tokens_s']:.1f}" if p["flood"] else "–",
             _rejections(p),
