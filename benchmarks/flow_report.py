@@ -92,16 +92,20 @@ def _verdict(met: bool) -> str:
     return "**met**" if met else "**missed**"
 
 
+def _times(value: float) -> str:
+    return "no interactive chat answered" if math.isnan(value) else f"{value:.2f}x alone"
+
+
 def summary(phases: Sequence[Phase]) -> str:
     got = acceptance(phases)
     lines = [f"Interactive TTFT p90 alone: {_s(got['alone_ttft_p90'])}; under the flood with "
-             f"flow control off: {got['off_ttft_p90_x']:.1f}x that."]  # fmt: skip
+             f"flow control off: {_times(got['off_ttft_p90_x'])}."]  # fmt: skip
     for key, value in got.items():
         if key.endswith("_ttft_p90_x") and not key.startswith("off"):
             gateway = key.removesuffix("_ttft_p90_x")
             share = got[f"{gateway}_batch_share"]
             lines.append(
-                f"- {gateway}: interactive TTFT p90 under the flood {value:.2f}x alone (target "
+                f"- {gateway}: interactive TTFT p90 under the flood {_times(value)} (target "
                 f"≤ 3x: {_verdict(value <= 3)}); batch tokens/s {share:.2f}x flow off (target "
                 f"≥ 0.80x: {_verdict(share >= 0.8)})"
             )
