@@ -190,7 +190,8 @@ async def run_phases(
     phases: list[dict[str, Any]] = []
     for number, (label, gateway, flooded) in enumerate(plan(list(gateways), args.rounds)):
         load = Load(args.interval, args.duration if flooded else args.alone_duration,
-                    args.ramp, args.flood if flooded else 0, interactive, batch)  # fmt: skip
+                    args.ramp, args.flood if flooded else 0, interactive, batch,
+                    give_up=args.give_up)  # fmt: skip
         print(f"phase {number + 1}: {label} ...", flush=True)
         raw = await run_phase(gateways[gateway].base_url, tenant_headers(), load,
                               lambda: gauges(worker.base_url))  # fmt: skip
@@ -234,6 +235,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--alone-duration", type=float, default=20.0, help="recorded s, reference")
     p.add_argument("--ramp", type=float, default=10.0, help="unrecorded s of flood first")
     p.add_argument("--rounds", type=int, default=1)
+    p.add_argument("--give-up", type=float, default=60.0, help="s to an interactive chat's "
+                   "first token before it is abandoned")  # fmt: skip
     p.add_argument("--interactive-tokens", type=int, default=16)
     p.add_argument("--batch-tokens", type=int, default=512, help="per batch stream (ignore_eos)")
     p.add_argument(

@@ -2,7 +2,8 @@
 
 - The interactive tenant sends one short streamed chat every `interval` seconds (a fixed
   cadence, each request on its own: a slow answer does not delay the next), and records each
-  one's time to first token.
+  one's time to first token; one without a first token after `give_up` seconds is abandoned
+  (counted as "client gave up"), which bounds a phase where nothing gets through.
 - The batch tenant keeps `flood` long streams open: each of its callers sends the next stream
   when the last one ends. A refusal (429, 503) is counted by status and reason, and the caller
   sends again after the `Retry-After` it was given (at most `retry_cap` seconds), so the flood
@@ -44,6 +45,7 @@ class Load:
     interactive_body: bytes
     batch_body: bytes
     retry_cap: float = 1.0
+    give_up: float = 60.0  # an interactive chat without its first token by then is abandoned
 
 
 @dataclass(slots=True)
@@ -137,7 +139,12 @@ async def _interactive(
     tasks: list[asyncio.Task[None]] = []
 
     async def one(sent: float) -> None:
-        out = await stream(session, url, load.interactive_body, lambda: None)
+        try:
+            out = await asyncio.wait_for(
+                stream(session, url, load.interactive_body, lambda: None), load.give_up
+            )
+        except TimeoutError:  # a person would have left: no need to wait for the gateway's 504
+            out = Outcome(reason="gave up", error="no first token", elapsed=load.give_up)
         tally.outcomes.append((sent, out))
 
     start = time.perf_counter()
@@ -190,7 +197,7 @@ def figures(raw: dict[str, Any]) -> dict[str, Any]:
     ttft = [o.ttft for o in answered]
     unanswered = [o.elapsed for _, o in people.outcomes if o.status != 200 or o.error]
     refused = Counter(
-        f"{o.status} {o.reason or ''}".strip()
+        f"{o.status or 'client'} {o.reason or ''}".strip()
         for _, o in people.outcomes + batch.outcomes
         if o.status != 200
     )

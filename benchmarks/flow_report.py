@@ -26,7 +26,7 @@ def _ttft(phase: Phase, key: str) -> str:
     """The percentile, or when no interactive chat was answered, how long they waited."""
     failed_after = phase.get("interactive_failed_after_p50", math.nan)
     if math.isnan(phase[key]) and not math.isnan(failed_after):
-        return f"none answered (refused after {failed_after:.0f} s, p50)"
+        return f"none answered (gave up or refused after {failed_after:.1f} s, p50)"
     return _s(phase[key])
 
 
