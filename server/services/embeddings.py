@@ -18,9 +18,10 @@ from router.types import WorkerKind
 from server.errors import InvalidRequest
 from server.protocol.common import parse_request
 from server.protocol.embeddings import EmbeddingRequest
-from server.services.catalog import Catalog, Route
+from server.services.catalog import Catalog
 from server.services.dispatch import Dispatcher, embedding_reroute
 from server.services.flow import FlowControl, Go
+from server.services.flow_gate import admit, routed_after
 from server.settings import LimitsSettings
 from server.tenancy.principal import ANONYMOUS, Principal
 from server.tenancy.scopes import require_model
@@ -68,8 +69,6 @@ class EmbeddingService:
         data, request = await parse_request(raw, EmbeddingRequest, self._limits)
         require_model(principal, request.model, self._catalog.served_name)
         route = self._catalog.route(WorkerKind.EMBEDDING, request.model, request_id)
-        if self._flow is not None and self._flow.enabled:
-            route = await self._admitted(route, request.model, request_id, principal, len(raw))
         changed = route.served_model != request.model
         if changed:
             data["model"] = route.served_model
@@ -78,24 +77,17 @@ class EmbeddingService:
             data["input"] = texts
             changed = True
         body = orjson.dumps(data) if changed else raw
+        # Last before dispatch: from admission to the worker's in-flight count, nothing awaits.
+        if self._flow is not None and self._flow.enabled:
+            kind = WorkerKind.EMBEDDING
+            admission = admit(self._flow, kind, route, principal, len(raw) // 4)
+            if admission is not Go.HERE:
+                reroute = embedding_reroute(self._catalog, request.model, request_id)
+                route = await routed_after(self._flow, admission, kind, route, principal, reroute)
         reply = await self._dispatch.post(
             route, embedding_reroute(self._catalog, request.model, request_id), EMBEDDINGS, body
         )
         return request.model, reply
-
-    async def _admitted(
-        self, route: Route, model: str, request_id: str, principal: Principal, size: int
-    ) -> Route:
-        """Flow control, as for chat (server/services/flow.py): go, go elsewhere, or wait."""
-        flow, kind = self._flow, WorkerKind.EMBEDDING
-        assert flow is not None
-        admission = flow.enter(kind, route.served_model, principal, size // 4, route.backend.id)
-        if admission is Go.HERE:
-            return route
-        if admission is not Go.ELSEWHERE:
-            await flow.wait(admission)
-        full = flow.full(kind, route.served_model, principal)
-        return self._catalog.route(kind, model, request_id, exclude=full)
 
     async def _texts_from_tokens(
         self, value: str | list[str] | list[int] | list[list[int]]

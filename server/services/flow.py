@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from router.errors import NoHealthyWorker, UnknownModel
+from router.errors import NoHealthyWorker, NoRoute, UnknownModel
 from router.flow import UNBOUNDED, BandFull, FlowQueue, Outcome, Thresholds, Ticket, headroom
 from router.load import LoadTracker
 from router.pool import WorkerPool
@@ -116,10 +116,8 @@ class FlowControl:
         if pool is None:
             pool = self._pools[model] = _Pool(kind, model, config, config.new_queue())
         queued = self._queue(pool, band, principal, cost)
-        # A request that outranks everything queued may have room in its band now (a higher
-        # band's share is larger): admit at once rather than at the next release or scrape.
-        if pool.queue.next_band() == band:
-            self._admit(pool)
+        # A higher band may have room where the queued ones do not (a band's `share`).
+        self._admit(pool)
         return queued
 
     async def wait(self, queued: Queued) -> None:
@@ -136,8 +134,10 @@ class FlowControl:
                 self._tidy(pool)
                 raise _dropped(pool, "queue_timeout") from None
             if ticket.outcome is not Outcome.ADMITTED:  # failed by the pump at the same moment
+                _retrieve(ticket.waiter)
                 raise _dropped(pool, "queue_timeout") from None
         except asyncio.CancelledError:
+            _retrieve(ticket.waiter)  # a failure set just before the client left
             if ticket.outcome is Outcome.ADMITTED:
                 self._admitted_gone(pool)
             elif pool.queue.cancel(ticket):
@@ -155,7 +155,7 @@ class FlowControl:
         limits = self.config(model, kind).thresholds[BAND_INDEX[principal.priority]]
         try:
             candidates = self._workers.candidates(kind, model)
-        except RagwayError:
+        except NoRoute:  # routing answers 404 or 503
             return []
         full = [b.id for b in candidates if not headroom(self._loads.load(b.id), limits)]
         return full if len(full) < len(candidates) else []
@@ -185,7 +185,7 @@ class FlowControl:
         waiter: Waiter = asyncio.get_running_loop().create_future()
         now = self._clock()
         try:
-            ticket, shed = pool.queue.push(band, principal.name, cost, now, waiter)
+            ticket, shed = pool.queue.push(band, principal.fairness_id, cost, now, waiter)
         except BandFull:
             self._refused(pool, band, "band_full")
             self._tidy(pool)
@@ -201,9 +201,9 @@ class FlowControl:
             band = queue.next_band()
             try:
                 room = self._room(pool.kind, pool.model, pool.config.thresholds[band], pool.pending)
-            except RagwayError as exc:
+            except RagwayError:
                 for failed in queue.drain():
-                    self._fail(pool, failed, exc, "no_healthy_worker")
+                    self._fail(pool, failed, _no_worker(pool.model), "no_healthy_worker")
                 return
             if room <= pool.pending:
                 return
@@ -267,11 +267,17 @@ class FlowControl:
         return loop.time() + max(0.0, deadline - self._clock())
 
 
+def _retrieve(waiter: Waiter) -> None:
+    """Mark a failure nobody will raise as seen, so asyncio does not log it at collection."""
+    if waiter.done() and not waiter.cancelled():
+        waiter.exception()
+
+
 def _dropped(pool: _Pool, reason: str) -> RequestDropped:
     messages = {
         "band_full": "its priority band's queue is full",
         "queue_timeout": "it waited queued longer than its priority band allows",
-        "shed": "higher-priority requests needed its place in the queue",
+        "shed": "a request of a higher band, or of a tenant with less queued, took its place",
     }
     return RequestDropped(
         f"The workers serving `{pool.model}` are saturated and the request was dropped: "

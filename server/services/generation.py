@@ -28,13 +28,13 @@ from server.protocol.generation import ChatCompletionRequest, CompletionRequest
 from server.protocol.responses import ResponsesRequest
 from server.services.catalog import Catalog, Route
 from server.services.dispatch import Dispatcher, Reroute
-from server.services.flow import BAND_INDEX, FlowControl, Go
-from server.services.flow_config import ENGINE_PRIORITY
+from server.services.flow import FlowControl, Go
+from server.services.flow_gate import admit, engine_priority, estimated_tokens, routed_after
 from server.services.rag_chat import RagChat, RagOutcome
 from server.services.routing import prompt_prefix, session_key
 from server.services.usage import StreamTap, usage_of
 from server.settings import RagwaySettings
-from server.tenancy.principal import ANONYMOUS, Principal, PriorityClass
+from server.tenancy.principal import ANONYMOUS, Principal
 from server.tenancy.scopes import apply_to_body, require_model, with_field, with_salt
 from server.upstream.client import Reply, UpstreamClient
 from server.upstream.sse import EventCutter, data_event, done_event
@@ -169,8 +169,8 @@ class GenerationService:
         changed = (
             tenant_changed or rag is not None or strip_usage or route.served_model != request.model
         )
-        priority = self._engine_priority(principal, route.served_model, data)
-        if priority and changed:
+        priority = engine_priority(self._flow, principal, route.served_model, data)
+        if priority:
             forwarded["priority"] = priority
         body = raw
         if salted and not changed:
@@ -178,37 +178,11 @@ class GenerationService:
         elif changed:
             body = orjson.dumps(forwarded)
         if priority and not changed:
-            body = with_field(body, b"priority", b"%d" % priority) or orjson.dumps(
-                {**forwarded, "priority": priority}
-            )
+            body = with_field(body, b"priority", b"%d" % priority) or orjson.dumps(forwarded)
         return Prepared(
             endpoint, request.model, target, stream, route, body, request_id, key, prefix, rag,
-            strip_usage, principal, len(raw) // 4 + _max_tokens(data),
+            strip_usage, principal, estimated_tokens(raw, data),
         )  # fmt: skip
-
-    def _engine_priority(self, principal: Principal, served: str, data: dict[str, Any]) -> int:
-        """vLLM's `priority` for the caller's band, where the model's workers run priority
-        scheduling; 0 (the engine's default: nothing to add) for standard, or when the client
-        set its own (allowed only to keys that may: see tenancy's guarded fields)."""
-        if self._flow is None or principal.priority is PriorityClass.STANDARD:
-            return 0
-        if "priority" in data or not self._flow.config(served).engine_priority:
-            return 0
-        return ENGINE_PRIORITY[BAND_INDEX[principal.priority]]
-
-    async def _admitted(self, prepared: Prepared) -> Route:
-        """Wait in flow control's queue while every worker is saturated; then route again,
-        to a worker that has room now."""
-        flow, served, principal = self._flow, prepared.route.served_model, prepared.principal
-        assert flow is not None
-        admission = flow.enter(
-            WorkerKind.CHAT, served, principal, prepared.cost, prepared.route.backend.id
-        )
-        if admission is Go.HERE:
-            return prepared.route
-        if admission is not Go.ELSEWHERE:
-            await flow.wait(admission)
-        return self._reroute(prepared)(flow.full(WorkerKind.CHAT, served, principal))
 
     async def unary(self, prepared: Prepared, record: RequestRecord) -> Reply:
         """The worker's whole answer; an error status comes back as-is, to relay unchanged."""
@@ -216,9 +190,12 @@ class GenerationService:
         def attempted(route: Route) -> None:
             record.worker = route.backend.id
 
-        route = prepared.route
-        if self._flow is not None and self._flow.enabled:
-            route = await self._admitted(prepared)
+        route, flow = prepared.route, self._flow
+        if flow is not None and flow.enabled:
+            admission = admit(flow, WorkerKind.CHAT, route, prepared.principal, prepared.cost)
+            if admission is not Go.HERE:
+                route = await routed_after(flow, admission, WorkerKind.CHAT, route,
+                                           prepared.principal, self._reroute(prepared))  # fmt: skip
         reply = await self._dispatch.post(
             route,
             self._reroute(prepared),
@@ -242,9 +219,12 @@ class GenerationService:
             record.worker = route.backend.id
             return self._open(prepared, route)
 
-        route = prepared.route
-        if self._flow is not None and self._flow.enabled:
-            route = await self._admitted(prepared)
+        route, flow = prepared.route, self._flow
+        if flow is not None and flow.enabled:
+            admission = admit(flow, WorkerKind.CHAT, route, prepared.principal, prepared.cost)
+            if admission is not Go.HERE:
+                route = await routed_after(flow, admission, WorkerKind.CHAT, route,
+                                           prepared.principal, self._reroute(prepared))  # fmt: skip
         opened = await self._dispatch.failover(route, self._reroute(prepared), attempt)
         line = opened.cutter.line
         tap = StreamTap(record, prepared.strip_usage, line)
@@ -297,11 +277,6 @@ class GenerationService:
             )
 
         return reroute
-
-
-def _max_tokens(data: dict[str, Any]) -> int:
-    value = data.get("max_tokens") or data.get("max_completion_tokens")
-    return value if isinstance(value, int) else 0
 
 
 def _asks_for_usage(body: dict[str, Any]) -> bool:

@@ -61,6 +61,19 @@ async def test_a_request_routed_to_a_full_worker_goes_to_one_with_room() -> None
         with loads.track("b"):
             assert flow.full(CHAT, "m", TEAM) == []  # all full: route as usual
             assert isinstance(flow.enter(CHAT, "m", TEAM, 10, "a"), Queued)
+    assert flow.full(CHAT, "unknown", TEAM) == []  # routing answers 404 for it
+
+
+async def test_a_high_request_passes_batch_work_held_back_by_its_share() -> None:
+    flow, loads = _flow(max_in_flight=4, batch={"share": 0.5})
+    with loads.track("w"), loads.track("w"):
+        batch = _queue(flow, BULK)
+        high = flow.enter(CHAT, "m", HIGH, 10, "w")
+        assert isinstance(high, Queued)  # the batch request was there first...
+        await asyncio.wait_for(flow.wait(high), 1.0)  # ...but only high has room
+        assert flow.snapshot()["m"]["batch"] == 1
+        pending = asyncio.ensure_future(flow.wait(batch))
+    await pending
 
 
 async def test_an_admitted_request_whose_client_left_frees_its_slot_for_the_next() -> None:
