@@ -23,6 +23,7 @@ BENCHMARKS = {
     "prefix-routing": ("benchmarks.prefix_routing", "prefix-aware routing vs round robin"),
     "rag": ("benchmarks.rag_bench", "RAG: retrieval latency, ingest, added TTFT"),
     "attack": ("benchmarks.attack", "hostile requests against a running gateway (loopback)"),
+    "flow": ("benchmarks.flow_bench", "flow control: interactive TTFT under a batch flood"),
     "fake-worker": ("benchmarks.fake_worker", "run the fake worker on its own"),
 }
 

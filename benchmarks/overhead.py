@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import platform
@@ -137,16 +138,7 @@ async def measure(
 
 
 def record_dict(record: Record) -> dict[str, Any]:
-    return {
-        "start": record.start,
-        "e2e": record.e2e,
-        "ttft": record.ttft,
-        "itl": record.itl,
-        "tokens": record.tokens,
-        "chunks": record.chunks,
-        "status": record.status,
-        "error": record.error,
-    }
+    return dataclasses.asdict(record)
 
 
 async def run_phases(
@@ -195,6 +187,11 @@ def gateways(
                 targets.ragway(run_dir, worker.base_url, args.gateway_cpu, name=name, source=tree)
             )
             found.append(Target(name, procs[-1].base_url, procs[-1]))
+        if args.flow_off:  # this tree with flow control switched off (issue 13's overhead)
+            off = {"enabled": False}
+            procs.append(targets.ragway(run_dir, worker.base_url, args.gateway_cpu,
+                                        name="ragway-flow-off", flow=off))  # fmt: skip
+            found.append(Target("ragway-flow-off", procs[-1].base_url, procs[-1]))
         found += tenancy_gateways(args, run_dir, worker, procs)
         for name in args.peers:
             try:
@@ -290,6 +287,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--scenarios", nargs="+", help="only these (chat, chat-stream, ...)")
     p.add_argument("--tenancy", action="store_true",
                    help="also run ragway with auth + limits, in process and in Redis")  # fmt: skip
+    p.add_argument("--flow-off", action="store_true",
+                   help="also this tree with flow control off (`ragway` has it on)")  # fmt: skip
     return p
 
 
