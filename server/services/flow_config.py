@@ -40,18 +40,22 @@ def model_flow(settings: FlowSettings, model: str, kind: WorkerKind) -> ModelFlo
     waiting = pick("max_waiting") if kind is WorkerKind.CHAT else settings.max_embedding_queue
     if kind is WorkerKind.EMBEDDING and over is not None and over.max_waiting is not None:
         waiting = over.max_waiting
+    engine_priority = bool(pick("engine_priority"))
     thresholds = tuple(
         Thresholds(
             max_in_flight=max(1, int(max_in_flight * band.share)) if max_in_flight else None,
-            max_waiting=float(waiting) or None,
+            # With the engine's priority scheduling, a top-band request goes ahead of the
+            # engine's own queue: holding it back for that queue only adds a wait (measured on
+            # vLLM CPU: interactive chats timing out in the gateway behind a batch flood).
+            max_waiting=None if top and engine_priority else float(waiting) or None,
             max_kv_cache_usage=float(pick("max_kv_cache_usage")) or None,
         )
-        for band in bands
+        for top, band in zip((True, False, False), bands, strict=True)
     )
     return ModelFlow(
         thresholds,
         tuple(BandLimits(b.cap, b.ttl) for b in bands),
         settings.quantum,
         settings.max_queued,
-        bool(pick("engine_priority")),
+        engine_priority,
     )
