@@ -55,6 +55,10 @@ def test_kill_9_of_an_embedding_worker_fails_no_request(tmp_path: Path) -> None:
         stack.start(gateway_spec(config, host="127.0.0.1", port=gateway_port))
         stack.wait_ready(600)
         url = f"http://127.0.0.1:{gateway_port}"
+        # The gateway is ready with one worker up. A worker whose first probe came before it
+        # listened is only probed again after `health.interval` (30 s here): wait for both, or
+        # the kill would leave no worker at all.
+        _wait(lambda: all(_worker_state(url, f"embed-{i}")["up"] for i in range(2)), "both up")
         _load_then_kill(stack, url)
     finally:
         stack.stop()
