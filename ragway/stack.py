@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import http.client
 import io
 import os
 import signal
@@ -60,7 +61,10 @@ def answers(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
             return 200 <= int(response.status) < 300
-    except (urllib.error.URLError, OSError, ValueError):
+    # HTTPException: anything that is not an HTTP answer. A probe of a free port in the
+    # ephemeral range can connect to itself (TCP simultaneous open) and read its own request
+    # back ("BadStatusLine: GET /health HTTP/1.1"): that took a fresh-clone `ragway up` down.
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException):
         return False
 
 
