@@ -1,6 +1,6 @@
 """The one HTTP client the gateway uses to reach workers: requests on one connection pool,
 health probes and /metrics scrapes on a small pool of their own. How bytes reach the wire is
-server/upstream/transport.py's (aiohttp, or an injected httpx transport in tests).
+server/upstream/transport.py's (server/upstream/h1.py, or an injected httpx transport in tests).
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import orjson
 from server.errors import UpstreamBadResponse, UpstreamStatus
 from server.settings import RagwaySettings
 from server.upstream.errors import upstream_errors
-from server.upstream.transport import AiohttpTransport, Answer, HttpxTransport, Transport
+from server.upstream.h1 import H1Pool
+from server.upstream.transport import DEFAULT_HEADERS, Answer, HttpxTransport, Transport
 
 _NO_HEADERS: Mapping[str, str] = {}
 
@@ -51,10 +52,10 @@ class UpstreamClient:
         if transport is not None:
             self._transport = self._probes = HttpxTransport(transport, settings)
         else:
-            self._transport = AiohttpTransport(settings, settings.upstream.max_connections)
+            self._transport = _pool(settings, settings.upstream.max_connections)
             # When every request connection is busy (stalled streams, RAG fan-out), probes
             # still reach the workers.
-            self._probes = AiohttpTransport(settings, settings.limits.probe_connections)
+            self._probes = _pool(settings, settings.limits.probe_connections)
 
     async def aclose(self) -> None:
         if self._probes is not self._transport:
@@ -114,6 +115,18 @@ class UpstreamClient:
         """GET a text document (a worker's Prometheus /metrics)."""
         _, content, _ = await self._get(url, time_limit)
         return content.decode("utf-8", errors="replace")
+
+
+def _pool(settings: RagwaySettings, limit: int) -> H1Pool:
+    t = settings.timeouts
+    return H1Pool(
+        limit=limit,
+        connect_timeout=t.connect,
+        pool_timeout=t.pool,
+        read_timeout=t.read,
+        keepalive=settings.upstream.keepalive_expiry,
+        default_headers=DEFAULT_HEADERS,
+    )
 
 
 async def _translated(answer: Answer, url: str) -> AsyncIterator[bytes]:

@@ -1,9 +1,8 @@
 """Translate transport exceptions into ragway's error tree, once, at the upstream boundary.
 
-In production they are aiohttp's own (server/upstream/transport.py); with an injected httpx
-transport (tests), httpx's. An exception's cause is looked up first: a transport that wraps
-another's exceptions (as httpx-aiohttp did, coarsely: any `aiohttp.ClientConnectionError`
-became `httpx.ConnectTimeout`) is still read by what really happened.
+In production they are server/upstream/h1.py's own; with an injected httpx transport (tests),
+httpx's. An exception's cause is looked up first: a transport that wraps another's exceptions
+is still read by what really happened.
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import aiohttp
 import httpx
 
 from server.errors import (
@@ -23,16 +21,18 @@ from server.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from server.upstream import h1
 
 # First match wins, so subclasses come before their bases.
 _TABLE: tuple[tuple[type[BaseException], type[UpstreamError], str], ...] = (
-    (aiohttp.ClientConnectorError, UpstreamUnavailable, "worker unreachable"),
-    (aiohttp.ServerTimeoutError, UpstreamTimeout, "worker timed out"),
-    (aiohttp.ServerDisconnectedError, UpstreamConnectionLost, "worker closed the connection"),
-    (aiohttp.ClientPayloadError, UpstreamBadResponse, "worker sent a broken body"),
-    (aiohttp.ClientResponseError, UpstreamBadResponse, "worker sent a broken response"),
-    # Reset, or "Can not write request body": a kept-alive connection the worker was closing.
-    (aiohttp.ClientOSError, UpstreamConnectionLost, "connection to worker failed"),
+    (h1.ConnectFailed, UpstreamUnavailable, "worker unreachable"),
+    (h1.PoolTimeout, UpstreamUnavailable, "no connection to the worker available"),
+    (h1.ReadTimeout, UpstreamTimeout, "worker timed out"),
+    (h1.ConnectionLost, UpstreamConnectionLost, "worker closed the connection"),
+    (h1.BadResponse, UpstreamBadResponse, "worker sent a broken response"),
+    (h1.InvalidRequest, UpstreamBadResponse, "request not sendable to the worker"),
+    # Reset while writing: a kept-alive connection the worker was closing.
+    (ConnectionError, UpstreamConnectionLost, "connection to worker failed"),
     (asyncio.TimeoutError, UpstreamTimeout, "worker timed out"),
     (httpx.ConnectError, UpstreamUnavailable, "worker unreachable"),
     (httpx.PoolTimeout, UpstreamUnavailable, "no connection to the worker available"),

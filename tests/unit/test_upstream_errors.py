@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import aiohttp
 import httpx
 import pytest
 
@@ -10,12 +9,12 @@ from server.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from server.upstream import h1
 from server.upstream.errors import translate, upstream_errors
 
 
 def _wrapped(cause: BaseException, outer: Exception) -> Exception:
-    """A transport that wraps aiohttp (as httpx-aiohttp does): an httpx exception `from` the
-    aiohttp one."""
+    """A transport that wraps another's exceptions: the outer one `from` the real one."""
     outer.__cause__ = cause
     return outer
 
@@ -28,20 +27,16 @@ def _wrapped(cause: BaseException, outer: Exception) -> Exception:
         (httpx.ReadTimeout("x"), UpstreamTimeout),
         (httpx.RemoteProtocolError("x"), UpstreamBadResponse),
         (TimeoutError(), UpstreamTimeout),
-        # httpx-aiohttp calls a worker dropping a kept-alive connection a ConnectTimeout.
-        (
-            _wrapped(aiohttp.ServerDisconnectedError(), httpx.ConnectTimeout("x")),
-            UpstreamConnectionLost,
-        ),
-        (_wrapped(aiohttp.ClientPayloadError("cut"), httpx.ReadError("x")), UpstreamBadResponse),
-        (_wrapped(aiohttp.SocketTimeoutError(), httpx.ReadTimeout("x")), UpstreamTimeout),
-        # Writing onto a kept-alive connection the worker is closing: retried on it once.
-        (
-            _wrapped(
-                aiohttp.ClientOSError(None, "Can not write request body"), httpx.ConnectTimeout("x")
-            ),
-            UpstreamConnectionLost,
-        ),
+        (h1.ConnectFailed("x"), UpstreamUnavailable),
+        (h1.PoolTimeout("x"), UpstreamUnavailable),
+        (h1.ReadTimeout("x"), UpstreamTimeout),
+        (h1.ConnectionLost("x"), UpstreamConnectionLost),
+        (h1.BadResponse("x"), UpstreamBadResponse),
+        (h1.InvalidRequest("x"), UpstreamBadResponse),
+        # Reset while writing onto a kept-alive connection the worker is closing.
+        (ConnectionResetError(), UpstreamConnectionLost),
+        # The cause is read first: what really happened, whatever the wrapper says.
+        (_wrapped(h1.ConnectionLost("x"), httpx.ConnectTimeout("x")), UpstreamConnectionLost),
     ],
 )
 def test_translation_table(exc: Exception, expected: type) -> None:
