@@ -66,14 +66,15 @@ class EventStream(EventSourceResponse):
         that disconnects cancels them; a ping loop that fails ends them too."""
         streaming = asyncio.current_task()
         assert streaming is not None
-        ended_by: list[str] = []
+        ended_by: str | None = None  # "client", "ping" or "stream": whichever ends first
 
         async def watch(name: str, work: Awaitable[None]) -> None:
+            nonlocal ended_by
             try:
                 await work
             finally:
-                if not ended_by:
-                    ended_by.append(name)
+                if ended_by is None:
+                    ended_by = name
                     self.active = False
                     streaming.cancel()
 
@@ -83,12 +84,12 @@ class EventStream(EventSourceResponse):
         try:
             await self._stream_response(send)
         except asyncio.CancelledError:
-            if not ended_by or streaming.cancelling() > 1:
+            if ended_by is None or streaming.cancelling() > 1:
                 raise  # cancelled from outside, not by a helper
             streaming.uncancel()
         finally:
-            if not ended_by:
-                ended_by.append("stream")
+            if ended_by is None:
+                ended_by = "stream"
             for helper in helpers:
                 helper.cancel()
             done = await asyncio.gather(*helpers, return_exceptions=True)

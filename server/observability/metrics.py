@@ -7,11 +7,11 @@ defines, models some worker serves or an alias names, HTTP status codes, error t
 from __future__ import annotations
 
 import contextlib
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from router.types import WorkerKind
+from server.observability.series import Series
 
 # From 5 ms (a cached embedding) to 2 minutes (a long generation on a CPU worker).
 LATENCY_BUCKETS = (
@@ -29,7 +29,7 @@ UNKNOWN = "unknown"
 class GatewayMetrics:
     def __init__(self, registry: CollectorRegistry):
         self.registry = registry
-        self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
+        self.series = Series()
         self.requests = Counter(
             "ragway_requests_total",
             "Requests answered, by route, model and HTTP status.",
@@ -152,7 +152,7 @@ class GatewayMetrics:
     ) -> None:
         """One traffic request's series. A series appears only once it has something to count
         (no TTFT series for a model only ever asked without streaming)."""
-        child = self._child
+        child = self.series
         child(self.requests, route, model, str(status)).inc()
         child(self.request_duration, route, model).observe(took)
         if ttft is not None:
@@ -166,16 +166,6 @@ class GatewayMetrics:
             child(self.prompt_tokens, model).inc(prompt)
         if completion is not None:
             child(self.completion_tokens, model).inc(completion)
-
-    def _child(self, metric: Any, *labels: str) -> Any:
-        """`metric.labels(*labels)`, looked up once and kept: `labels()` takes a lock and
-        builds its key on every call. The label sets are bounded (routes, Catalog.label's
-        models, HTTP statuses) and these series are never removed."""
-        key = (metric, labels)
-        found = self._children.get(key)
-        if found is None:
-            found = self._children[key] = metric.labels(*labels)
-        return found
 
     def forget_worker(self, worker_id: str) -> None:
         """A worker left the pool: its `ragway_worker_*` series go with it, so a dashboard

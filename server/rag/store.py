@@ -285,12 +285,7 @@ class ChromaStore:
                 offset=offset or None,
                 include=["documents", "metadatas"] if with_text else ["metadatas"],
             )
-            texts = got["documents"] or [None] * len(got["ids"])
-            metas = got["metadatas"] or []
-            return [
-                RetrievedChunk(id_, texts[i] or "", cast(Metadata, metas[i] or {}))
-                for i, id_ in enumerate(got["ids"])
-            ]
+            return _chunks(got)
 
         return await self._run(read, name)
 
@@ -316,10 +311,13 @@ class ChromaStore:
 
 
 def _chunks(got: Any) -> list[RetrievedChunk]:
-    """Chroma's `get` answer (ids and metadatas) as chunks without text."""
-    metas = got["metadatas"] or [None] * len(got["ids"])
+    """Chroma's `get` answer as chunks (the text empty where it was not asked for)."""
+    ids = got["ids"]
+    texts = got.get("documents") or [None] * len(ids)
+    metas = got.get("metadatas") or [None] * len(ids)
     return [
-        RetrievedChunk(id_, "", cast(Metadata, metas[i] or {})) for i, id_ in enumerate(got["ids"])
+        RetrievedChunk(id_, texts[i] or "", cast(Metadata, metas[i] or {}))
+        for i, id_ in enumerate(ids)
     ]
 
 

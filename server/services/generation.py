@@ -190,12 +190,7 @@ class GenerationService:
         def attempted(route: Route) -> None:
             record.worker = route.backend.id
 
-        route, flow = prepared.route, self._flow
-        if flow is not None and flow.enabled:
-            admission = admit(flow, WorkerKind.CHAT, route, prepared.principal, prepared.cost)
-            if admission is not Go.HERE:
-                route = await routed_after(flow, admission, WorkerKind.CHAT, route,
-                                           prepared.principal, self._reroute(prepared))  # fmt: skip
+        route = await self._admitted(prepared)
         reply = await self._dispatch.post(
             route,
             self._reroute(prepared),
@@ -219,12 +214,7 @@ class GenerationService:
             record.worker = route.backend.id
             return self._open(prepared, route)
 
-        route, flow = prepared.route, self._flow
-        if flow is not None and flow.enabled:
-            admission = admit(flow, WorkerKind.CHAT, route, prepared.principal, prepared.cost)
-            if admission is not Go.HERE:
-                route = await routed_after(flow, admission, WorkerKind.CHAT, route,
-                                           prepared.principal, self._reroute(prepared))  # fmt: skip
+        route = await self._admitted(prepared)
         opened = await self._dispatch.failover(route, self._reroute(prepared), attempt)
         line = opened.cutter.line
         tap = StreamTap(record, prepared.strip_usage, line)
@@ -263,6 +253,20 @@ class GenerationService:
         except BaseException:
             await stack.aclose()
             raise
+
+    async def _admitted(self, prepared: Prepared) -> Route:
+        """The route once flow control admits the request: the prepared one when its worker
+        has room (or flow control is off), else whichever worker frees up first."""
+        route, flow = prepared.route, self._flow
+        if flow is None or not flow.enabled:
+            return route
+        admission = admit(flow, WorkerKind.CHAT, route, prepared.principal, prepared.cost)
+        if admission is Go.HERE:
+            return route
+        reroute = self._reroute(prepared)
+        return await routed_after(
+            flow, admission, WorkerKind.CHAT, route, prepared.principal, reroute
+        )
 
     def _reroute(self, prepared: Prepared) -> Reroute:
         def reroute(tried: Sequence[str]) -> Route:

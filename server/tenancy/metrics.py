@@ -3,17 +3,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from prometheus_client import CollectorRegistry, Counter
+
+from server.observability.series import Series
 
 
 class TenantMetrics:
-    """Labelled children are cached per tenant: `labels()` costs a lock and a tuple on every
-    call, and it would run twice a request."""
-
     def __init__(self, registry: CollectorRegistry):
-        self._children: dict[str, tuple[Any, Any]] = {}
+        self._series = Series()
         self.requests = Counter(
             "ragway_tenant_requests_total",
             "Requests admitted, by tenant.",
@@ -41,16 +38,9 @@ class TenantMetrics:
             registry=registry,
         )
 
-    def _of(self, tenant: str) -> tuple[Any, Any]:
-        children = self._children.get(tenant)
-        if children is None:
-            children = self.requests.labels(tenant), self.tokens.labels(tenant)
-            self._children[tenant] = children
-        return children
-
     def admitted(self, tenant: str) -> None:
-        self._of(tenant)[0].inc()
+        self._series(self.requests, tenant).inc()
 
     def charged(self, tenant: str, tokens: int) -> None:
         if tokens:
-            self._of(tenant)[1].inc(tokens)
+            self._series(self.tokens, tenant).inc(tokens)

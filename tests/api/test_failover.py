@@ -82,10 +82,10 @@ async def test_worker_503_is_retried_but_400_is_not(pair: Pair) -> None:
 
 
 async def test_a_lost_connection_is_retried_on_the_same_worker_first(pair: Pair) -> None:
-    import aiohttp
+    from server.upstream import h1
 
-    lost = httpx.ConnectTimeout("x")
-    lost.__cause__ = aiohttp.ServerDisconnectedError()
+    lost = httpx.ConnectTimeout("x")  # a wrapper's name for it; the cause says what happened
+    lost.__cause__ = h1.ConnectionLost("the worker closed the connection before answering")
     pair.transport.fail_next["a.test"] = [lost]
     response = await pair.client.post("/v1/chat/completions", json=CHAT)
     assert response.status_code == 200
