@@ -3,13 +3,16 @@ is built by the lifespan, and every collaborator a test may want to replace is a
 
 from __future__ import annotations
 
+import functools
+
 import httpx
 from fastapi import FastAPI
 from lightkube import AsyncClient
 from prometheus_client import CollectorRegistry
 
 from server.api import knowledge, openai, ops, responses
-from server.api.errors import install_error_handlers
+from server.api.errors import install_error_handlers, ragway_error_response
+from server.api.fast_lane import FastLane
 from server.drain import Drain, DrainGate
 from server.lifespan import build_lifespan
 from server.middleware import RequestContextMiddleware
@@ -53,6 +56,11 @@ def create_app(
     app.include_router(responses.router)
     app.include_router(knowledge.router)
     app.include_router(ops.router)
+    app.add_middleware(
+        FastLane,
+        routes=openai.plain_routes,
+        on_error=functools.partial(ragway_error_response, metrics=metrics),
+    )
     app.add_middleware(TenancyMiddleware)  # inside the request context: it needs the record
     app.add_middleware(DrainGate, drain=drain)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)

@@ -23,12 +23,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import math
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from server.api.edge import ON_DISCONNECT
 from server.settings import LimitsSettings, RagwaySettings
 from server.slow_clients import PendingReads
 
@@ -55,6 +57,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._marked = False  # under pressure (server/slow_clients.py): the short rule
         self._marked_at = 0.0
         self._marked_bytes = 0
+        # Called when the connection is lost: the ON_DISCONNECT extension of its requests.
+        self._on_disconnect: list[Callable[[], None]] = []
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -65,6 +69,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
+        # The work of requests still in flight on this connection (server/api/edge.py); each
+        # takes its own entry out when it ends.
+        for callback in self._on_disconnect[:]:
+            callback()
 
     def data_received(self, data: bytes) -> None:
         self._last_read = self.loop.time()
@@ -87,6 +95,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._head_started = True
+        self.scope["extensions"] = {ON_DISCONNECT: self._on_disconnect}  # type: ignore[dict-item]
 
     def on_headers_complete(self) -> None:
         self._in_head = self._head_started = False

@@ -4,6 +4,7 @@ cancelling work when the client disconnects."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
@@ -23,6 +24,17 @@ from server.upstream.client import Reply
 
 T = TypeVar("T")
 log = logging.getLogger("ragway.edge")
+
+# A server extension (scope["extensions"]): the list of callables the connection calls when it
+# is lost. server/http_server.py's protocol offers it; with it, watching for a client that
+# leaves costs a list entry instead of a task per request. Without it (another server, the
+# in-process tests) a task reads `receive()` for `http.disconnect`, as the ASGI spec says.
+ON_DISCONNECT = "ragway.on_disconnect"
+
+
+def disconnect_hooks(scope: Scope) -> list[Callable[[], None]] | None:
+    extensions = scope.get("extensions")
+    return None if extensions is None else extensions.get(ON_DISCONNECT)
 
 
 class EventStream(EventSourceResponse):
@@ -47,11 +59,13 @@ class EventStream(EventSourceResponse):
     _since = 0.0  # when it began
     _stalled = False
     _watchdog: asyncio.TimerHandle | None = None
+    _scope: Scope
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         lean = scope["type"] == "http" and scope["method"] != "HEAD"
         try:
             if lean and self.data_sender_callable is None:
+                self._scope = scope
                 await self._run(receive, send)
             else:
                 await super().__call__(scope, receive, send)
@@ -68,17 +82,26 @@ class EventStream(EventSourceResponse):
         assert streaming is not None
         ended_by: str | None = None  # "client", "ping" or "stream": whichever ends first
 
-        async def watch(name: str, work: Awaitable[None]) -> None:
+        def end(name: str) -> None:
             nonlocal ended_by
+            if ended_by is None:
+                ended_by = name
+                self.active = False
+                streaming.cancel()
+
+        async def watch(name: str, work: Awaitable[None]) -> None:
             try:
                 await work
             finally:
-                if ended_by is None:
-                    ended_by = name
-                    self.active = False
-                    streaming.cancel()
+                end(name)
 
-        helpers = [asyncio.ensure_future(watch("client", self._listen_for_disconnect(receive)))]
+        hooks = disconnect_hooks(self._scope)
+        client_left = functools.partial(end, "client")
+        if hooks is not None:
+            hooks.append(client_left)
+            helpers = []
+        else:
+            helpers = [asyncio.ensure_future(watch("client", self._listen_for_disconnect(receive)))]
         if self._ping_interval > 0:
             helpers.append(asyncio.ensure_future(watch("ping", self._ping(send))))
         try:
@@ -88,8 +111,9 @@ class EventStream(EventSourceResponse):
                 raise  # cancelled from outside, not by a helper
             streaming.uncancel()
         finally:
-            if ended_by is None:
-                ended_by = "stream"
+            ended_by = ended_by or "stream"
+            if hooks is not None:
+                hooks.remove(client_left)
             for helper in helpers:
                 helper.cancel()
             done = await asyncio.gather(*helpers, return_exceptions=True)
@@ -146,13 +170,13 @@ class PlainEndpoint:
     (server/api/errors.py) through the app's ExceptionMiddleware, which answers the same way.
     A class, not a function: Starlette wraps functions."""
 
-    __slots__ = ("_handler",)
+    __slots__ = ("handler",)
 
     def __init__(self, handler: Callable[[Request], Awaitable[Response]]):
-        self._handler = handler
+        self.handler = handler
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = await self._handler(Request(scope, receive, send))
+        response = await self.handler(Request(scope, receive, send))
         await response(scope, receive, send)
 
 
@@ -180,20 +204,30 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
     """Await `work` in this task, cancelling it if the client disconnects first (the body must
-    already be read). Cancelling closes the upstream request, so the worker stops too. One
-    watcher task per request; `work` itself is not wrapped in another."""
+    already be read). Cancelling closes the upstream request, so the worker stops too. `work`
+    is not wrapped in a task; the watch is the server's disconnect hook (ON_DISCONNECT), or
+    else one task that reads `receive()`."""
     current = asyncio.current_task()
     assert current is not None
     gone = False
 
-    async def watch() -> None:
+    def leave() -> None:
         nonlocal gone
+        if not gone:
+            gone = True
+            current.cancel()
+
+    async def watch() -> None:
         while (await request.receive())["type"] != "http.disconnect":
             pass
-        gone = True
-        current.cancel()
+        leave()
 
-    watcher = asyncio.ensure_future(watch())
+    hooks = disconnect_hooks(request.scope)
+    watcher = None
+    if hooks is not None:
+        hooks.append(leave)
+    else:
+        watcher = asyncio.ensure_future(watch())
     try:
         return await work
     except asyncio.CancelledError:
@@ -202,7 +236,10 @@ async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
         current.uncancel()
         raise ClientDisconnected("The client closed the connection.") from None
     finally:
-        watcher.cancel()
+        if watcher is None:
+            hooks.remove(leave)  # type: ignore[union-attr]
+        else:
+            watcher.cancel()
 
 
 def relayed_stream(

@@ -25,17 +25,22 @@ log = logging.getLogger("ragway.errors")
 _PARTS = frozenset({"body", "query", "path", "header", "cookie"})
 
 
+def ragway_error_response(exc: RagwayError, metrics: GatewayMetrics) -> Response:
+    """A RagwayError as the client gets it (the app's handler, and server/api/fast_lane.py)."""
+    if isinstance(exc, UpstreamError):
+        metrics.upstream_errors.labels(exc.error_type).inc()
+    if isinstance(exc, UpstreamStatus):
+        # The worker's own error, relayed with its status and body unchanged.
+        return Response(exc.content, exc.upstream_status, media_type=exc.content_type)
+    response = json_response(exc.body(), exc.status)
+    response.headers.update(exc.headers)
+    return response
+
+
 def install_error_handlers(app: FastAPI, metrics: GatewayMetrics) -> None:
     async def on_ragway_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RagwayError)
-        if isinstance(exc, UpstreamError):
-            metrics.upstream_errors.labels(exc.error_type).inc()
-        if isinstance(exc, UpstreamStatus):
-            # The worker's own error, relayed with its status and body unchanged.
-            return Response(exc.content, exc.upstream_status, media_type=exc.content_type)
-        response = json_response(exc.body(), exc.status)
-        response.headers.update(exc.headers)
-        return response
+        return ragway_error_response(exc, metrics)
 
     async def on_validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)

@@ -76,7 +76,8 @@ async def embeddings(request: Request) -> Response:
     return Response(reply.content, reply.status, media_type=reply.content_type)
 
 
-router.routes += [
+# Also reached through server/api/fast_lane.py, which skips the router for them.
+plain_routes = [
     Route(path, PlainEndpoint(handler), methods=["POST"], include_in_schema=False)
     for path, handler in (
         ("/v1/chat/completions", chat_completions),
@@ -84,6 +85,7 @@ router.routes += [
         ("/v1/embeddings", embeddings),
     )
 ]
+router.routes += plain_routes
 
 
 @router.get("/v1/models")

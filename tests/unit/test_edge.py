@@ -152,6 +152,43 @@ async def test_a_client_that_disconnects_mid_stream_ends_it_and_closes_its_event
     assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
 
 
+async def test_a_client_that_leaves_ends_a_stream_through_the_server_hook() -> None:
+    """With the server's ON_DISCONNECT extension, no task reads `receive()`: the lost
+    connection calls the hook, which ends the stream and closes its events."""
+    from server.api.edge import ON_DISCONNECT, EventStream
+
+    closed = asyncio.Event()
+    hooks: list[Callable[[], None]] = []
+
+    async def events() -> AsyncIterator[bytes]:
+        try:
+            for i in range(1_000_000):
+                await asyncio.sleep(0.01)
+                yield b"data: %d\n\n" % i
+        finally:
+            closed.set()
+
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+        if len(sent) == 3:
+            for hook in hooks[:]:  # the connection is lost: what the protocol does
+                hook()
+
+    async def receive() -> Message:
+        raise AssertionError("the hook replaces reading receive()")
+
+    stream = EventStream(events(), ping=0, send_timeout=5)
+    scope = {"type": "http", "method": "POST", "path": "/", "headers": [],
+             "extensions": {ON_DISCONNECT: hooks}}  # fmt: skip
+    await asyncio.wait_for(stream(scope, receive, send), 10)
+    assert closed.is_set()
+    assert not any(m.get("more_body") is False for m in sent)
+    assert hooks == []  # the stream took its entry out
+    assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+
+
 async def test_a_cancel_from_outside_still_cancels_a_stream() -> None:
     from server.api.edge import EventStream
 

@@ -9,9 +9,12 @@ from contextlib import asynccontextmanager
 
 import pytest
 import uvicorn
-from starlette.types import Receive, Scope, Send
+from starlette.requests import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ragway.stack import free_port
+from server.api.edge import disconnect_hooks, until_disconnect
+from server.errors import ClientDisconnected
 from server.http_server import server_config
 from server.settings import RagwaySettings
 
@@ -39,9 +42,9 @@ async def echo(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 @asynccontextmanager
-async def serving(limits: dict[str, float]) -> AsyncIterator[int]:
+async def serving(limits: dict[str, float], app: ASGIApp = echo) -> AsyncIterator[int]:
     settings = RagwaySettings(port=free_port(), log_level="warning", limits=limits)
-    server = uvicorn.Server(server_config(echo, settings))
+    server = uvicorn.Server(server_config(app, settings))
     task = asyncio.create_task(server.serve())
     for _ in range(500):
         if server.started:
@@ -159,3 +162,37 @@ async def test_requests_over_the_concurrency_cap_get_503() -> None:
         assert status.startswith(b"HTTP/1.1 503")
         for _, w in [*idle, (reader, writer)]:
             w.close()
+
+
+async def test_a_client_that_leaves_cancels_the_work_through_the_disconnect_hook() -> None:
+    """The protocol offers the ON_DISCONNECT extension, and losing the connection cancels the
+    work awaited with until_disconnect (no watcher task), which then leaves no hook behind."""
+    hooks: list[list[object]] = []
+    outcome: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        request = Request(scope, receive, send)
+        await request.body()
+        found = disconnect_hooks(scope)
+        assert found is not None
+        hooks.append(found)  # type: ignore[arg-type]
+        try:
+            await until_disconnect(request, asyncio.sleep(600))
+        except ClientDisconnected:
+            outcome.set_result("cancelled")
+
+    async with serving(LIMITS, app) as serving_port:
+        _, writer = await _open(serving_port)
+        writer.write(POST % 2 + b"{}")
+        await writer.drain()
+        for _ in range(3000):  # until the work is under way (generous: a loaded machine)
+            if hooks and hooks[0]:
+                break
+            await asyncio.sleep(0.01)
+        assert hooks
+        assert len(hooks[0]) == 1
+        writer.close()
+        assert await asyncio.wait_for(outcome, 30) == "cancelled"
+        assert hooks[0] == []
