@@ -146,6 +146,36 @@ def acceptance(results: dict[str, Any], gateway: str = "ragway") -> str:
     return table(["criterion", "target", "measured", ""], rows)
 
 
+def paired_cpu(phases: Sequence[Phase]) -> str:
+    """Gateway CPU per non-streaming request of each gateway as a ratio to each baseline
+    (`ragway@REF` targets, else `ragway`), phase by phase and round by round: the two ran back
+    to back, so what the machine did between rounds cancels. The median of those paired ratios
+    [min–max] beside the pooled one (all CPU over all requests)."""
+    chat = [p for p in select(phases, scenario="chat") if p.get("gateway_cpu_s") and p["requests"]]
+    per = {
+        (p["concurrency"], p["rate"], p["round"], p["target"]): p["gateway_cpu_s"] / p["requests"]
+        for p in chat
+    }
+    gateways = [n for n in names(chat) if n != DIRECT]
+    baselines = [n for n in gateways if n.startswith("ragway@")] or ["ragway"]
+    rows = []
+    for base in (b for b in baselines if b in gateways):
+        for name in (n for n in gateways if n != base):
+            ratios = [
+                per[(*cell[:3], name)] / cost
+                for cell, cost in per.items()
+                if cell[3] == base and (*cell[:3], name) in per
+            ]
+            mid, low, high = spread(ratios)
+            pooled = cpu_per(select(chat, target=name), "requests") / cpu_per(
+                select(chat, target=base), "requests"
+            )
+            rows.append([f"**{name}**", base, f"{mid:.3f} [{low:.2f}–{high:.2f}]",
+                         f"{pooled:.3f}", str(len(ratios))])  # fmt: skip
+    head = ["gateway", "against", "paired ratio, median [min–max]", "pooled ratio", "pairs"]
+    return table(head, rows)
+
+
 def markdown(results: dict[str, Any], out: Path) -> str:
     phases = results["phases"]
     parts = [
@@ -155,6 +185,8 @@ def markdown(results: dict[str, Any], out: Path) -> str:
         summary(results),
         "### Acceptance (ragway)",
         acceptance(results),
+        "### Gateway CPU per non-streaming request, paired by phase and round",
+        paired_cpu(phases),
         "### Bytes relayed",
         identity(results["identity"]),
         "### Is the fake worker the bottleneck?",

@@ -147,3 +147,30 @@ async def test_report_from_measured_phases(worker_url: str, tmp_path: Path) -> N
     assert "differs from byte 1" in text
     assert (tmp_path / "overhead-latency-cdf.png").stat().st_size > 1000
     assert not math.isnan(phases[0]["e2e_p50"])
+
+
+def test_paired_cpu_ratios_pair_each_round_with_its_baseline() -> None:
+    """Round 2 ran on a machine twice as slow for both: the paired ratio stays 1.2 while the
+    pooled one moves with how many requests each round happened to serve."""
+
+    def phase(target: str, number: int, cpu: float, requests: int) -> dict[str, object]:
+        return {
+            "target": target,
+            "scenario": "chat",
+            "concurrency": 16,
+            "rate": 0.0,
+            "round": number,
+            "gateway_cpu_s": cpu,
+            "requests": requests,
+            "errors": 0,
+        }
+
+    phases = [
+        phase("ragway@base", 1, 1.0, 1000),
+        phase("ragway", 1, 1.2, 1000),
+        phase("ragway@base", 2, 2.0, 1000),
+        phase("ragway", 2, 0.24, 100),
+    ]
+    text = report.paired_cpu(phases)
+    # Pooled: 1.44 s over 1,100 requests against 3.0 s over 2,000.
+    assert "| **ragway** | ragway@base | 1.200 [1.20–1.20] | 0.873 | 2 |" in text
