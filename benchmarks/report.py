@@ -147,11 +147,13 @@ def acceptance(results: dict[str, Any], gateway: str = "ragway") -> str:
 
 
 def paired_cpu(phases: Sequence[Phase]) -> str:
-    """Gateway CPU per non-streaming request of each gateway as a ratio to each baseline
+    """Gateway CPU per non-streaming request (closed loop, as the summary's) of each gateway as
+    a ratio to each baseline
     (`ragway@REF` targets, else `ragway`), phase by phase and round by round: the two ran back
     to back, so what the machine did between rounds cancels. The median of those paired ratios
     [min–max] beside the pooled one (all CPU over all requests)."""
-    chat = [p for p in select(phases, scenario="chat") if p.get("gateway_cpu_s") and p["requests"]]
+    closed = select(phases, scenario="chat", rate=0.0)
+    chat = [p for p in closed if p.get("gateway_cpu_s") and p["requests"]]
     per = {
         (p["concurrency"], p["rate"], p["round"], p["target"]): p["gateway_cpu_s"] / p["requests"]
         for p in chat
