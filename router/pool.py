@@ -21,12 +21,16 @@ class WorkerState:
     # The worker's own /v1/models entries, as last seen; kept while it is down so that its
     # models are still known (a request for them is then a 503, not a 404).
     cards: tuple[ModelCard, ...] = ()
+    # The cards' ids, worked out when the cards change (`learn`): routing asks on every request.
+    served: tuple[str, ...] = ()
 
     @property
     def models(self) -> tuple[str, ...]:
-        if self.cards:
-            return tuple(str(card["id"]) for card in self.cards)
-        return self.backend.declared_models
+        return self.served or self.backend.declared_models
+
+    def learn(self, cards: Sequence[ModelCard]) -> None:
+        self.cards = tuple(cards)
+        self.served = tuple(str(card["id"]) for card in self.cards)
 
     @property
     def models_known(self) -> bool:
@@ -83,7 +87,7 @@ class WorkerPool:
         if state is None:  # removed while the probe was in flight
             return False
         if cards is not None:
-            state.cards = tuple(cards)
+            state.learn(cards)
         return state.health.set(up, reason, definite=definite, threshold=self._unhealthy_threshold)
 
     def eject(self, worker_id: str, reason: str, now: float | None = None) -> float:

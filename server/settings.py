@@ -81,6 +81,9 @@ class UpstreamSettings(_Section):
 class HealthSettings(_Section):
     # Active probes of every worker's /health and /v1/models.
     interval: PositiveSeconds = 5.0
+    # A worker that is down, or has never been up (a vLLM still loading), is probed this often
+    # (when shorter than `interval`): it takes traffic within about this long of coming up.
+    down_interval: PositiveSeconds = 1.0
     timeout: PositiveSeconds = 2.0
     # Probe timeouts in a row before an up worker is marked down: a busy worker may answer
     # late. A refused connection or an error status marks it down at once.

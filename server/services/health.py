@@ -74,9 +74,19 @@ class HealthMonitor:
             log.info("worker %s is %s: %s", backend.id, "up" if up else "down", reason)
 
     async def _run(self) -> None:
+        """Every worker each `interval`; between those, the down ones each `down_interval`."""
+        loop = asyncio.get_running_loop()
+        every = self._settings.interval
+        tick = min(every, self._settings.down_interval)
+        due = loop.time() + every
         while True:
-            await asyncio.sleep(self._settings.interval)
-            await self.probe_all()
+            await asyncio.sleep(tick)
+            if loop.time() >= due - tick / 2:
+                due = loop.time() + every
+                await self.probe_all()
+            else:
+                down = [s.backend for s in self._pool.workers if not s.health.up]
+                await asyncio.gather(*(self.probe(backend) for backend in down))
 
     def start(self) -> None:
         self._background.start(self._run)

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.api.conftest import Harness
+from server.app import create_app
+from server.services.embeddings import TokenDecoder
+from tests.api.conftest import Harness, settings_for_fakes
+from tests.fakes.worker import FakeWorker, HostRouter
+from tests.serving import served
 
 
 async def test_models_are_the_union_plus_aliases(harness: Harness) -> None:
@@ -51,3 +57,29 @@ async def test_metrics_count_requests_by_route_model_status(harness: Harness) ->
     count_key = ("ragway_request_duration_seconds_count", (("model", "gpt-4o-mini"), route))
     assert samples[count_key] == 2
     assert samples[("ragway_worker_up", (("kind", "chat"), ("worker", "chat-0")))] == 1
+
+
+async def test_a_worker_that_comes_up_is_probed_at_the_down_interval(
+    token_decoder: TokenDecoder,
+) -> None:
+    """Probes of every worker every 30 s, but a worker that is down (here: never up) is
+    probed every `down_interval` (0.05 s), so it is routed to soon after it comes up."""
+    chat = FakeWorker(models=["tiny-chat"])
+    chat.healthy = False
+    transport = HostRouter()
+    transport.add("chat.test", chat)
+    transport.add("embed.test", FakeWorker(models=["tiny-embed"], kind="embedding"))
+    settings = settings_for_fakes(health={"interval": 30, "down_interval": 0.05, "timeout": 1})
+    app = create_app(settings, upstream_transport=transport, token_decoder=token_decoder)
+    async with served(app) as client:
+        ready = (await client.get("/readyz")).json()
+        assert ready["kinds"]["chat"] is False
+        chat.healthy = True
+        for _ in range(500):  # a generous deadline; the start-up probe alone would take 30 s
+            if (await client.get("/readyz")).json()["kinds"]["chat"]:
+                break
+            await asyncio.sleep(0.02)
+        else:
+            raise AssertionError("the chat worker was not probed again within 10 s")
+        chat_body = {"model": "tiny-chat", "messages": [{"role": "user", "content": "x"}]}
+        assert (await client.post("/v1/chat/completions", json=chat_body)).status_code == 200
