@@ -151,6 +151,9 @@ class ResponsesService:
         response_id = f"resp_{uuid.uuid4().hex}"
         forwarded = {k: v for k, v in data.items() if k not in _NOT_FORWARDED}
         forwarded.update(model=route.served_model, input=full, store=False, request_id=response_id)
+        # The caller's band inside the engine too, as for chats (vLLM's priority scheduling).
+        if priority := self._generation.engine_priority(principal, route.served_model, data):
+            forwarded["priority"] = priority
         prepared = Prepared(
             Endpoint.RESPONSES, request.model, target, bool(request.stream), route,
             orjson.dumps(forwarded), request_id, key, prefix, rag, principal=principal,

@@ -169,7 +169,7 @@ class GenerationService:
         changed = (
             tenant_changed or rag is not None or strip_usage or route.served_model != request.model
         )
-        priority = engine_priority(self._flow, principal, route.served_model, data)
+        priority = self.engine_priority(principal, route.served_model, data)
         if priority:
             forwarded["priority"] = priority
         body = raw
@@ -183,6 +183,10 @@ class GenerationService:
             endpoint, request.model, target, stream, route, body, request_id, key, prefix, rag,
             strip_usage, principal, estimated_tokens(raw, data),
         )  # fmt: skip
+
+    def engine_priority(self, principal: Principal, served: str, data: dict[str, Any]) -> int:
+        """vLLM's `priority` for this caller's band (0: none to add); see flow_gate."""
+        return engine_priority(self._flow, principal, served, data)
 
     async def unary(self, prepared: Prepared, record: RequestRecord) -> Reply:
         """The worker's whole answer; an error status comes back as-is, to relay unchanged."""

@@ -248,3 +248,22 @@ async def test_streams_queue_too(tmp_path: Path, token_decoder: TokenDecoder) ->
         assert reply.status_code == 200
         assert reply.text.rstrip().endswith("data: [DONE]")
         assert orjson.loads(h.chat.raw_bodies[-1])["priority"] == -1
+
+
+async def test_a_responses_request_carries_the_callers_engine_priority(
+    tmp_path: Path, token_decoder: TokenDecoder
+) -> None:
+    """/v1/responses goes to vLLM with the band's `priority` too, as a chat does."""
+    async with gateway(tmp_path, token_decoder) as (h, gate):
+        gate.release()
+        gate.release()
+        for key in ("interactive", "team"):
+            reply = await h.client.post(
+                "/v1/responses",
+                json={"model": "tiny-chat", "input": "hello", "store": False},
+                headers=auth(key),
+            )
+            assert reply.status_code == 200, reply.text
+        high, standard = h.chat.received[-2:]
+        assert high["priority"] == -1
+        assert "priority" not in standard  # the engine's default, 0: nothing to add
