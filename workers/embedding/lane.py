@@ -105,10 +105,14 @@ def forward(encoder: Encoder, texts: list[str]) -> Vectors:
 
 
 def lower_priority(nice: int) -> None:
-    """Raise the calling thread's nice value (Linux: niceness is per thread, and threads it
-    starts later, such as ONNX Runtime's intra-op pool, inherit it)."""
+    """Raise the calling thread's nice value by `nice` over the one it has (Linux: niceness is
+    per thread, and threads it starts later, such as ONNX Runtime's intra-op pool, inherit
+    it). Relative: a worker started under `nice` keeps its bulk lane below its own priority,
+    where setting the value outright would raise the lane above it (or fail, unprivileged)."""
     if nice > 0:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+        thread = threading.get_native_id()
+        current = os.getpriority(os.PRIO_PROCESS, thread)
+        os.setpriority(os.PRIO_PROCESS, thread, min(current + nice, 19))
 
 
 def fail(items: Sequence[Item], error: Callable[[], RagwayError]) -> None:
