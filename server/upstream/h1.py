@@ -98,6 +98,7 @@ class Connection(asyncio.Protocol):
         self._complete = False
         self._keep_alive = False
         self._paused = False
+        self._whole = False
         self._error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -156,7 +157,8 @@ class Connection(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         self._body.append(body)
         self._buffered += len(body)
-        if self._buffered > _HIGH_WATER and not self._paused and self._transport is not None:
+        if self._buffered > _HIGH_WATER and not (self._paused or self._whole):
+            assert self._transport is not None
             self._paused = True
             self._transport.pause_reading()
         self._wake()
@@ -188,6 +190,8 @@ class Connection(asyncio.Protocol):
     # Answer (server/upstream/transport.py)
 
     async def read(self) -> bytes:
+        self._whole = True  # the caller keeps the whole answer anyway: no pausing
+        self._resume()
         while not self._complete:
             await self._wait()
         return b"".join(self._body)
@@ -198,9 +202,7 @@ class Connection(asyncio.Protocol):
                 chunk = b"".join(self._body) if len(self._body) > 1 else self._body[0]
                 self._body.clear()
                 self._buffered = 0
-                if self._paused and self._transport is not None:
-                    self._paused = False
-                    self._transport.resume_reading()
+                self._resume()
                 yield chunk
             elif self._complete:
                 return
@@ -218,6 +220,11 @@ class Connection(asyncio.Protocol):
         self._pool.release(self, reusable)
 
     # internals
+
+    def _resume(self) -> None:
+        if self._paused and self._transport is not None:
+            self._paused = False
+            self._transport.resume_reading()
 
     def close(self) -> None:
         self.closed = True

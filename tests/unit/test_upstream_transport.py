@@ -317,6 +317,19 @@ async def test_a_reader_that_falls_behind_pauses_the_socket() -> None:
     assert received == 64 * len(piece)
 
 
+async def test_a_large_answer_read_whole_is_not_paused() -> None:
+    """Back-pressure is for streams: an answer read whole (a large embeddings reply) is read
+    to its end, however far past the pause threshold it goes."""
+    body = b"x" * (3 * 1024 * 1024)
+
+    async def answer(head: bytes) -> bytes:
+        return _ok(body)
+
+    async with raw_worker(answer) as (url, _), client(read=5) as upstream:
+        reply = await asyncio.wait_for(upstream.post(url + "/x", b"{}", {}), 60)
+    assert reply.content == body
+
+
 async def test_a_header_with_a_line_break_is_never_sent() -> None:
     async def answer(head: bytes) -> bytes:
         raise AssertionError("nothing may reach the worker")
@@ -338,6 +351,7 @@ async def test_a_header_with_a_line_break_is_never_sent() -> None:
         test_a_worker_that_closes_mid_answer_is_a_lost_connection,
         test_a_request_waits_for_a_free_connection_then_gives_up,
         test_a_reader_that_falls_behind_pauses_the_socket,
+        test_a_large_answer_read_whole_is_not_paused,
     ],
     ids=lambda case: case.__name__.removeprefix("test_"),
 )
