@@ -363,3 +363,28 @@ def test_on_uvloop(case: Callable[[], Awaitable[None]]) -> None:
         await case()
 
     uvloop.run(run())
+
+
+async def test_idle_connections_of_a_gone_worker_are_swept(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker that left (discovery removed it) is never asked again: its idle connections
+    are closed and its origin forgotten by the periodic sweep, not kept for ever."""
+    import server.upstream.h1 as h1
+
+    monkeypatch.setattr(h1, "_SWEEP_EVERY", 1)
+
+    async def answer(head: bytes) -> bytes:
+        return _ok(b"{}")
+
+    pool = H1Pool(limit=4, connect_timeout=5, pool_timeout=5, read_timeout=5, keepalive=0.05,
+                  default_headers={})  # fmt: skip
+    async with raw_worker(answer) as (gone, _), raw_worker(answer) as (staying, _):
+        conn = await pool.send("POST", gone + "/x", b"{}", {})
+        await conn.read()
+        await conn.aclose()  # idle now, under the gone worker's origin
+        assert len(pool._idle) == 1
+        await asyncio.sleep(0.1)  # past the keep-alive
+        conn = await pool.send("POST", staying + "/x", b"{}", {})
+        await conn.read()
+        await conn.aclose()  # this release sweeps
+        assert list(pool._idle) == [conn.origin]
+    await pool.aclose()
