@@ -119,19 +119,22 @@ async def test_a_stream_that_is_read_is_not_dropped() -> None:
     assert len(sent) == 7
 
 
+async def _endless(closed: asyncio.Event) -> AsyncIterator[bytes]:
+    """A worker's stream that never ends by itself; `closed` is set when it is closed (where
+    the upstream request is closed: the worker stops)."""
+    try:
+        for i in range(1_000_000):
+            await asyncio.sleep(0.01)
+            yield b"data: %d\n\n" % i
+    finally:
+        closed.set()
+
+
 async def test_a_client_that_disconnects_mid_stream_ends_it_and_closes_its_events() -> None:
     from server.api.edge import EventStream
 
     closed = asyncio.Event()
     gone = asyncio.Event()
-
-    async def events() -> AsyncIterator[bytes]:
-        try:
-            for i in range(1_000_000):
-                await asyncio.sleep(0.01)
-                yield b"data: %d\n\n" % i
-        finally:
-            closed.set()  # where the upstream request is closed: the worker stops
 
     sent: list[Message] = []
 
@@ -144,7 +147,7 @@ async def test_a_client_that_disconnects_mid_stream_ends_it_and_closes_its_event
         await gone.wait()
         return {"type": "http.disconnect"}
 
-    stream = EventStream(events(), ping=0, send_timeout=5)
+    stream = EventStream(_endless(closed), ping=0, send_timeout=5)
     scope = {"type": "http", "method": "POST", "path": "/", "headers": []}
     await asyncio.wait_for(stream(scope, receive, send), 10)  # returns: no error, no hang
     assert closed.is_set()
@@ -160,14 +163,6 @@ async def test_a_client_that_leaves_ends_a_stream_through_the_server_hook() -> N
     closed = asyncio.Event()
     hooks: list[Callable[[], None]] = []
 
-    async def events() -> AsyncIterator[bytes]:
-        try:
-            for i in range(1_000_000):
-                await asyncio.sleep(0.01)
-                yield b"data: %d\n\n" % i
-        finally:
-            closed.set()
-
     sent: list[Message] = []
 
     async def send(message: Message) -> None:
@@ -179,7 +174,7 @@ async def test_a_client_that_leaves_ends_a_stream_through_the_server_hook() -> N
     async def receive() -> Message:
         raise AssertionError("the hook replaces reading receive()")
 
-    stream = EventStream(events(), ping=0, send_timeout=5)
+    stream = EventStream(_endless(closed), ping=0, send_timeout=5)
     scope = {"type": "http", "method": "POST", "path": "/", "headers": [],
              "extensions": {ON_DISCONNECT: hooks}}  # fmt: skip
     await asyncio.wait_for(stream(scope, receive, send), 10)
