@@ -17,6 +17,7 @@ from router.load import LoadTracker
 from router.pool import WorkerPool
 from server.discovery import KubernetesDiscovery
 from server.drain import Drain
+from server.heap import frozen_startup_heap
 from server.observability.flow_metrics import FlowMetrics
 from server.observability.metrics import GatewayMetrics
 from server.rag.chunking import Chunker
@@ -180,6 +181,7 @@ def build_lifespan(
                 tenancy=tenancy,
                 flow=flow,
             )
+            stack.enter_context(frozen_startup_heap())  # last: all built above is long-lived
             yield {"ragway": state}
 
     return lifespan
