@@ -396,7 +396,7 @@ class FlowSettings(_Section):
     # Batch work fills at most SHARE of each worker: measured on a vLLM CPU worker (benchmarks/
     # README.md, "Flow control"), the batch the engine decodes sets both an interactive chat's
     # time to first token beside it and the batch tenant's tokens/s.
-    batch: BandSettings = BandSettings(cap=1000, share=0.5)
+    batch: BandSettings = BandSettings(cap=1000, share=0.3)
     models: dict[str, FlowModelSettings] = Field(default_factory=dict)
 
 
