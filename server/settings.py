@@ -393,9 +393,9 @@ class FlowSettings(_Section):
     max_queued: Annotated[int, Field(ge=0)] = 8000
     high: BandSettings = BandSettings()
     standard: BandSettings = BandSettings()
-    # Batch work fills at most SHARE of each worker: measured on a vLLM CPU worker (benchmarks/
-    # README.md, "Flow control"), the batch the engine decodes sets both an interactive chat's
-    # time to first token beside it and the batch tenant's tokens/s.
+    # Batch work fills 38 of a worker's 128: on a vLLM CPU worker the batch the engine decodes
+    # sets both an interactive chat's time to first token beside it and the batch tenant's
+    # tokens/s (benchmarks/README.md, "Flow control").
     batch: BandSettings = BandSettings(cap=1000, share=0.3)
     models: dict[str, FlowModelSettings] = Field(default_factory=dict)
 
