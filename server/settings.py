@@ -376,8 +376,10 @@ class FlowSettings(_Section):
     saturated; serve priority bands in order and tenants fairly (router/flow.py)."""
 
     enabled: bool = True
-    # Per worker: ragway's own in-flight requests (0: no limit).
-    max_in_flight: Annotated[int, Field(ge=0)] = 256
+    # Per worker: ragway's own in-flight requests (0: no limit). Keep it at the engine's own
+    # batch limit (vLLM's --max-num-seqs; `ragway up` and the chart start vLLM with 128), so
+    # nothing queues inside the engine where flow control cannot order it.
+    max_in_flight: Annotated[int, Field(ge=0)] = 128
     # Per worker: the engine's waiting queue, vllm:num_requests_waiting (0: not checked).
     max_waiting: Annotated[float, Field(ge=0)] = 4.0
     # Per worker: the engine's KV-cache use, 0-1 (0: not checked).
@@ -394,7 +396,10 @@ class FlowSettings(_Section):
     max_queued: Annotated[int, Field(ge=0)] = 8000
     high: BandSettings = BandSettings()
     standard: BandSettings = BandSettings()
-    batch: BandSettings = BandSettings(cap=1000, share=0.75)
+    # Batch work fills 38 of a worker's 128: on a vLLM CPU worker the batch the engine decodes
+    # sets both an interactive chat's time to first token beside it and the batch tenant's
+    # tokens/s (benchmarks/README.md, "Flow control").
+    batch: BandSettings = BandSettings(cap=1000, share=0.3)
     models: dict[str, FlowModelSettings] = Field(default_factory=dict)
 
 

@@ -13,6 +13,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from ragway import cli, launch
 from ragway.stack import StackError
+from server.settings import FlowSettings
 
 MODEL = Path("/models/x")
 
@@ -144,3 +145,9 @@ def test_template_takes_string_arguments_and_content_parts() -> None:
 def test_vllm_runs_priority_scheduling_for_flow_control() -> None:
     argv = launch.vllm_argv(MODEL, "m", "127.0.0.1", 8001, 2048)
     assert argv[argv.index("--scheduling-policy") + 1] == "priority"
+
+
+def test_vllm_decodes_as_many_sequences_as_flow_control_admits() -> None:
+    argv = launch.vllm_argv(MODEL, "m", "127.0.0.1", 8001, 2048)
+    seqs = int(argv[argv.index("--max-num-seqs") + 1])
+    assert seqs == launch.MAX_NUM_SEQS == FlowSettings().max_in_flight

@@ -145,6 +145,35 @@ The vLLM workers with `vllm.defaults` merged under each, as a JSON list: read it
 {{- toJson $out }}
 {{- end }}
 
+{{/*
+The gateway's `flow` settings, as JSON, with each vLLM worker's `maxNumSeqs` as its model's
+`flow.models.<servedModelName>.max_in_flight` where it differs from `flow.max_in_flight` and the
+settings set none for that model (the smallest, when several workers serve one model): the
+gateway never sends an engine more than it decodes at once. Nothing is added when
+`max_in_flight` is 0 (no limit). Call with (dict "ctx" $ "flow" <gateway.config.flow>).
+*/}}
+{{- define "ragway.flow.engineLimits" -}}
+{{- $flow := deepCopy .flow }}
+{{- $cap := int (ternary $flow.max_in_flight 128 (hasKey $flow "max_in_flight")) }}
+{{- $models := deepCopy (default dict $flow.models) }}
+{{- $seqs := dict }}
+{{- range include "ragway.vllm.workers" .ctx | fromJsonArray }}
+{{- $least := int (default .maxNumSeqs (index $seqs .servedModelName)) }}
+{{- $_ := set $seqs .servedModelName (min $least (int .maxNumSeqs)) }}
+{{- end }}
+{{- range $name, $n := $seqs }}
+{{- $model := deepCopy (default dict (index $models $name)) }}
+{{- if and $cap (ne (int $n) $cap) (not (hasKey $model "max_in_flight")) }}
+{{- $_ := set $model "max_in_flight" (int $n) }}
+{{- $_ := set $models $name $model }}
+{{- end }}
+{{- end }}
+{{- if $models }}
+{{- $_ := set $flow "models" $models }}
+{{- end }}
+{{- toJson $flow }}
+{{- end }}
+
 {{/* The worker list of the gateway's settings file, as JSON. */}}
 {{- define "ragway.settings.workers" -}}
 {{- $out := list }}
