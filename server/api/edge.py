@@ -236,9 +236,9 @@ async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
         current.uncancel()
         raise ClientDisconnected("The client closed the connection.") from None
     finally:
-        if watcher is None:
-            hooks.remove(leave)  # type: ignore[union-attr]
-        else:
+        if hooks is not None:
+            hooks.remove(leave)
+        if watcher is not None:
             watcher.cancel()
 
 

@@ -200,6 +200,10 @@ class Connection(asyncio.Protocol):
             self.close()
         self._pool.release(self, reusable)
 
+    def reusable(self, oldest_usable: float) -> bool:
+        """Idle, open, and idle since `oldest_usable` (the pool's keep-alive) or later."""
+        return not self.closed and self.idle_since > oldest_usable
+
     # internals
 
     def _resume(self) -> None:

@@ -136,7 +136,7 @@ class H1Pool:
         oldest_usable = time.monotonic() - self.keepalive
         for origin, conns in list(self._idle.items()):
             for conn in conns:
-                if conn.closed or conn.idle_since <= oldest_usable:
+                if not conn.reusable(oldest_usable):
                     conn.close()
             conns[:] = [conn for conn in conns if not conn.closed]
             if not conns:
@@ -149,7 +149,7 @@ class H1Pool:
         oldest_usable = time.monotonic() - self.keepalive
         while conns:
             conn = conns.pop()
-            if not conn.closed and conn.idle_since > oldest_usable:
+            if conn.reusable(oldest_usable):
                 return conn
             conn.close()
         return None
