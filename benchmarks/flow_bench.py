@@ -167,13 +167,17 @@ def plan(names: list[str], rounds: int) -> list[tuple[str, str, bool]]:
 
 
 def bodies(model: str, args: argparse.Namespace) -> tuple[bytes, bytes]:
-    def body(prompt: str, tokens: int) -> bytes:
+    """The batch tenant asks for usage in every chunk, through every gateway alike: its
+    tokens are counted from it (flow_load.chunk_tokens), coalesced chunks or not."""
+
+    def body(prompt: str, tokens: int, every_chunk: bool) -> bytes:
+        options = {"include_usage": True, "continuous_usage_stats": every_chunk}
         return orjson.dumps({"model": model, "messages": [{"role": "user", "content": prompt}],
                              "max_tokens": tokens, "ignore_eos": True, "stream": True,
-                             "stream_options": {"include_usage": True}})  # fmt: skip
+                             "stream_options": options})  # fmt: skip
 
-    return body("Say hello.", args.interactive_tokens), body(
-        "Tell me a long story.", args.batch_tokens
+    return body("Say hello.", args.interactive_tokens, False), body(
+        "Tell me a long story.", args.batch_tokens, True
     )
 
 
@@ -182,7 +186,7 @@ async def warm_up(gateways: dict[str, Proc], body: bytes) -> None:
     for proc in gateways.values():
         async with new_session(4, tenant_headers()[0], read_timeout=600) as session:
             for _ in range(2):
-                await stream(session, proc.base_url + "/chat/completions", body, lambda: None)
+                await stream(session, proc.base_url + "/chat/completions", body, lambda _: None)
 
 
 async def run_phases(

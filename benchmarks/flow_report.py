@@ -39,7 +39,8 @@ def one_line(p: Phase) -> str:
     return (
         f"interactive {p['interactive_ok']}/{p['interactive_sent']} ok, TTFT p50 "
         f"{_s(p['ttft_p50'])} p90 {_s(p['ttft_p90'])}; batch {p['batch_completed']} done, "
-        f"{p['batch_tokens_s']:.1f} tokens/s; rejections {_rejections(p)}; worker waiting "
+        f"{p['batch_tokens_s']:.1f} tokens/s ({p.get('batch_tokens_per_chunk', 0):.1f} per "
+        f"chunk); rejections {_rejections(p)}; worker waiting "
         f"max {p['worker_waiting_max']:g}, running max {p['worker_running_max']:g}"
     )
 
@@ -132,7 +133,7 @@ def plot(phases: Sequence[Phase], path: Path) -> Path:
     left.set_ylabel("interactive TTFT (s, log scale)")
     left.set_title("interactive tenant: time to first token")
     right.set_xlabel("seconds into the phase")
-    right.set_ylabel("batch tokens/s (text events)")
+    right.set_ylabel("batch tokens/s (usage per chunk)")
     right.set_title("batch tenant: throughput")
     for axis in (left, right):
         axis.grid(True, which="both", alpha=0.3)

@@ -357,6 +357,10 @@ class BandSettings(_Section):
     # Fraction of each worker's max_in_flight this band may fill: below 1 keeps room for
     # higher bands.
     share: Annotated[float, Field(gt=0, le=1)] = 1.0
+    # With flow control on, a streamed chat or completion of this band asks vLLM for one chunk
+    # per this many tokens (its `stream_interval`; the first and last are sent at once) unless
+    # the client set its own. Fewer chunks leave the CPU to the engine. None: every token.
+    stream_interval: Annotated[int, Field(ge=1)] | None = None
 
 
 class FlowModelSettings(_Section):
@@ -399,7 +403,7 @@ class FlowSettings(_Section):
     # Batch work fills 38 of a worker's 128: on a vLLM CPU worker the batch the engine decodes
     # sets both an interactive chat's time to first token beside it and the batch tenant's
     # tokens/s (benchmarks/README.md, "Flow control").
-    batch: BandSettings = BandSettings(cap=1000, share=0.3)
+    batch: BandSettings = BandSettings(cap=1000, share=0.3, stream_interval=16)
     models: dict[str, FlowModelSettings] = Field(default_factory=dict)
 
 

@@ -22,6 +22,8 @@ class ModelFlow:
     quantum: int
     max_queued: int
     engine_priority: bool
+    # Per band: vLLM's `stream_interval` for its streams (0: none to add).
+    stream_intervals: tuple[int, ...] = (0, 0, 0)
 
     def new_queue(self) -> FlowQueue[Any]:
         return FlowQueue(self.bands, quantum=self.quantum, max_total=self.max_queued)
@@ -58,4 +60,5 @@ def model_flow(settings: FlowSettings, model: str, kind: WorkerKind) -> ModelFlo
         settings.quantum,
         settings.max_queued,
         engine_priority,
+        tuple(b.stream_interval or 0 for b in bands),
     )

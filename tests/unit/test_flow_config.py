@@ -26,3 +26,12 @@ def test_a_model_override_turns_engine_priority_off_for_that_model() -> None:
     )
     assert model_flow(settings, "m", WorkerKind.CHAT).thresholds[0].max_waiting == 4
     assert model_flow(settings, "other", WorkerKind.CHAT).thresholds[0].max_waiting is None
+
+
+def test_stream_intervals_per_band_with_a_models_override() -> None:
+    settings = FlowSettings.model_validate(
+        {"batch": {"stream_interval": 8}, "models": {"m": {"high": {"stream_interval": 2}}}}
+    )
+    assert model_flow(settings, "other", WorkerKind.CHAT).stream_intervals == (0, 0, 8)
+    # An override replaces the band's settings: high gets 2, batch keeps the global 8.
+    assert model_flow(settings, "m", WorkerKind.CHAT).stream_intervals == (2, 0, 8)
