@@ -41,8 +41,14 @@ def one_line(p: Phase) -> str:
         f"{_s(p['ttft_p50'])} p90 {_s(p['ttft_p90'])}; batch {p['batch_completed']} done, "
         f"{p['batch_tokens_s']:.1f} tokens/s ({p.get('batch_tokens_per_chunk', 0):.1f} per "
         f"chunk); rejections {_rejections(p)}; worker waiting "
-        f"max {p['worker_waiting_max']:g}, running max {p['worker_running_max']:g}"
+        f"max {p['worker_waiting_max']:g}, running max {p['worker_running_max']:g}; CPU "
+        f"(cores) {_cores(p)}"
     )
+
+
+def _cores(p: Phase) -> str:
+    found = p.get("cpu_cores") or {}
+    return ", ".join(f"{k} {v:.2f}" for k, v in found.items()) or "–"
 
 
 def phase_table(phases: Sequence[Phase]) -> str:
@@ -56,12 +62,14 @@ def phase_table(phases: Sequence[Phase]) -> str:
             f"{p['batch_tokens_s']:.1f}" if p["flood"] else "–",
             _rejections(p),
             f"{p['worker_waiting_max']:g} / {p['worker_running_max']:g}",
+            " / ".join(f"{v:.2f}" for v in (p.get("cpu_cores") or {}).values()) or "–",
         ]
         for p in phases
     ]
     head = ["phase", "interactive ok", "TTFT p50", "TTFT p90", "batch done",
             "batch tokens/s", "rejections (status reason: count)",
-            "worker waiting / running, max"]  # fmt: skip
+            "worker waiting / running, max",
+            "CPU, cores: gateway / worker / its children / load generator"]  # fmt: skip
     return table(head, rows)
 
 
