@@ -19,6 +19,7 @@ from pydantic import (
     Field,
     HttpUrl,
     SecretStr,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -405,6 +406,16 @@ class FlowSettings(_Section):
     # tokens/s (benchmarks/README.md, "Flow control").
     batch: BandSettings = BandSettings(cap=1000, share=0.3, stream_interval=16)
     models: dict[str, FlowModelSettings] = Field(default_factory=dict)
+
+    @field_validator("high", "standard", "batch", mode="before")
+    @classmethod
+    def _over_band_defaults(cls, value: Any, info: ValidationInfo) -> Any:
+        """A band given in part (`RAGWAY_FLOW__BATCH__SHARE=0.5`) keeps that band's own
+        defaults for the rest (batch: cap 1000, stream_interval 16), not BandSettings'."""
+        default = cls.model_fields[str(info.field_name)].default
+        if isinstance(value, dict) and isinstance(default, BandSettings):
+            return {**default.model_dump(), **value}
+        return value
 
 
 class RagwaySettings(BaseSettings):

@@ -66,7 +66,7 @@ async def test_a_batch_completion_stream_asks_for_it_too(
         ("team", {}, {"stream": True}),  # standard band: every token
         ("bulk", {}, {}),  # not streamed: nothing to coalesce
         ("bulk", {"enabled": False}, {"stream": True}),  # flow control off
-        ("bulk", {"engine_priority": False, "batch": {"share": 0.3}}, {"stream": True}),  # unset
+        ("bulk", {"batch": {"stream_interval": None}}, {"stream": True}),  # turned off
     ],
 )
 async def test_no_interval_is_added(
