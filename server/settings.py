@@ -360,7 +360,8 @@ class BandSettings(_Section):
     share: Annotated[float, Field(gt=0, le=1)] = 1.0
     # With flow control on, a streamed chat or completion of this band asks vLLM for one chunk
     # per this many tokens (its `stream_interval`; the first and last are sent at once) unless
-    # the client set its own. Fewer chunks leave the CPU to the engine. None: every token.
+    # the client set its own. Fewer chunks cost vLLM's API server, ragway and the client less
+    # CPU per token. None: every token.
     stream_interval: Annotated[int, Field(ge=1)] | None = None
 
 
