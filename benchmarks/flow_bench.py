@@ -41,7 +41,7 @@ import orjson
 from benchmarks import flow_report, targets
 from benchmarks.flow_load import Load, figures, run_phase, stream
 from benchmarks.loadgen import new_session
-from benchmarks.procs import Proc, pin_self, running, start, wait_ready
+from benchmarks.procs import Proc, cpu_seconds, pin_self, running, start, wait_ready
 from ragway import launch, weights
 from ragway.stack import free_port
 from server.tenancy.keys import KeyEntry, hash_key, write_entries
@@ -153,6 +153,25 @@ async def drain(worker: str, limit: float = 300.0) -> float:
     return time.perf_counter() - began
 
 
+def cpu_now(worker: Proc, gateway: Proc) -> dict[str, float]:
+    """CPU seconds so far: the gateway (its process tree), the worker's own process (vLLM's API
+    server) and its children (vLLM's engine core), this load generator; and the wall clock."""
+    worker_tree = worker.pids or [worker.process.pid]
+    return {
+        "gateway": gateway.cpu(),
+        "worker": cpu_seconds([worker.process.pid]),
+        "worker_children": cpu_seconds([p for p in worker_tree if p != worker.process.pid]),
+        "client": cpu_seconds([os.getpid()]),
+        "wall": time.perf_counter(),
+    }
+
+
+def cpu_cores(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """Each one's CPU over the phase (ramp included), in cores: 1.0 is one core all the time."""
+    wall = after["wall"] - before["wall"]
+    return {k: (after[k] - before[k]) / wall for k in before if k != "wall"}
+
+
 def plan(names: list[str], rounds: int) -> list[tuple[str, str, bool]]:
     """(phase label, gateway, flood?): each round the reference first, then the floods, in an
     order that rotates; the report takes medians over rounds, so on a shared machine a burst
@@ -167,13 +186,17 @@ def plan(names: list[str], rounds: int) -> list[tuple[str, str, bool]]:
 
 
 def bodies(model: str, args: argparse.Namespace) -> tuple[bytes, bytes]:
-    def body(prompt: str, tokens: int) -> bytes:
+    """The batch tenant asks for usage in every chunk, through every gateway alike: its
+    tokens are counted from it (flow_load.chunk_tokens), coalesced chunks or not."""
+
+    def body(prompt: str, tokens: int, every_chunk: bool) -> bytes:
+        options = {"include_usage": True, "continuous_usage_stats": every_chunk}
         return orjson.dumps({"model": model, "messages": [{"role": "user", "content": prompt}],
                              "max_tokens": tokens, "ignore_eos": True, "stream": True,
-                             "stream_options": {"include_usage": True}})  # fmt: skip
+                             "stream_options": options})  # fmt: skip
 
-    return body("Say hello.", args.interactive_tokens), body(
-        "Tell me a long story.", args.batch_tokens
+    return body("Say hello.", args.interactive_tokens, False), body(
+        "Tell me a long story.", args.batch_tokens, True
     )
 
 
@@ -182,7 +205,7 @@ async def warm_up(gateways: dict[str, Proc], body: bytes) -> None:
     for proc in gateways.values():
         async with new_session(4, tenant_headers()[0], read_timeout=600) as session:
             for _ in range(2):
-                await stream(session, proc.base_url + "/chat/completions", body, lambda: None)
+                await stream(session, proc.base_url + "/chat/completions", body, lambda _: None)
 
 
 async def run_phases(
@@ -198,11 +221,15 @@ async def run_phases(
                     args.ramp, args.flood if flooded else 0, interactive, batch,
                     give_up=args.give_up)  # fmt: skip
         print(f"phase {number + 1}: {label} ...", flush=True)
+        for proc in (worker, gateways[gateway]):
+            proc.refresh()
+        before = cpu_now(worker, gateways[gateway])
         raw = await run_phase(gateways[gateway].base_url, tenant_headers(), load,
                               lambda: gauges(worker.base_url))  # fmt: skip
+        cores = cpu_cores(before, cpu_now(worker, gateways[gateway]))
         drained = await drain(worker.base_url)
         phases.append({"phase": label, "gateway": gateway, "flood": load.flood,
-                       "drained_s": drained, **figures(raw)})  # fmt: skip
+                       "drained_s": drained, "cpu_cores": cores, **figures(raw)})  # fmt: skip
         print("  " + flow_report.one_line(phases[-1]), flush=True)
         await asyncio.to_thread(keep.write_text, json.dumps(phases, indent=1, default=str))
     return phases

@@ -7,8 +7,12 @@
 - The batch tenant keeps `flood` long streams open: each of its callers sends the next stream
   when the last one ends. A refusal (429, 503) is counted by status and reason, and the caller
   sends again after the `Retry-After` it was given (at most `retry_cap` seconds), so the flood
-  keeps pressing. Every text event's arrival is timed, so its throughput over the recorded
-  window counts the tokens that arrived in it, finished or not.
+  keeps pressing. Every chunk's arrival is timed with the tokens it carries, so its
+  throughput over the recorded window counts the tokens that arrived in it, finished or not.
+  A chunk's tokens are the growth of its `usage.completion_tokens` where the stream sends
+  usage with every chunk (`stream_options.continuous_usage_stats`, as the batch tenant asks:
+  a flow-controlled batch stream carries several tokens per chunk, see vLLM's
+  `stream_interval`), else one per text event.
 
 A phase: the flood starts, runs `ramp` seconds unrecorded, then the interactive tenant sends
 for `duration` seconds; the flood keeps running until the last interactive answer has begun,
@@ -20,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import re
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -34,6 +39,7 @@ from benchmarks.loadgen import new_session
 
 Gauges = Callable[[], Awaitable[dict[str, float]]]
 _JSON = {"content-type": "application/json"}
+_COMPLETION_TOKENS = re.compile(rb'"completion_tokens":\s*(\d+)')
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +70,8 @@ class Tally:
     """What one tenant got in a phase."""
 
     outcomes: list[tuple[float, Outcome]] = field(default_factory=list)  # (sent at, outcome)
-    token_times: list[float] = field(default_factory=list)  # each text event, since t0
+    # (since t0, tokens) per chunk that carried tokens
+    token_times: list[tuple[float, int]] = field(default_factory=list)
     done_times: list[float] = field(default_factory=list)  # each completed request, since t0
 
 
@@ -80,10 +87,23 @@ def _reason(response: aiohttp.ClientResponse, body: bytes) -> str:
     return ""
 
 
+def chunk_tokens(line: bytes, counted: int) -> tuple[int, bool]:
+    """The new tokens one `data:` line of a chat stream carries, given `counted` so far, and
+    whether it carries text: the growth of its cumulative `completion_tokens` where it has
+    usage, else 1 for a text event. A final usage chunk after per-token events adds only what
+    the events missed."""
+    text = b'"content":"' in line and b'"content":""' not in line
+    found = _COMPLETION_TOKENS.search(line)
+    if found is None:
+        return (1 if text else 0), text
+    return max(0, int(found.group(1)) - counted), text
+
+
 async def stream(
-    session: aiohttp.ClientSession, url: str, body: bytes, on_token: Callable[[], None]
+    session: aiohttp.ClientSession, url: str, body: bytes, on_token: Callable[[int], None]
 ) -> Outcome:
-    """One streamed chat; `on_token` at each text event. Never raises but on cancellation."""
+    """One streamed chat; `on_token(n)` at each chunk that carries n tokens (see
+    `chunk_tokens`). Never raises but on cancellation."""
     out = Outcome()
     began = time.perf_counter()
     try:
@@ -98,16 +118,17 @@ async def stream(
                     out.retry_after = float(retry)
                 return out
             async for line in response.content:
-                if not line.startswith(b"data: {") or b'"content":"' not in line:
-                    if line.startswith(b"data: {") and b'"error"' in line:
-                        out.error = line[6:206].decode(errors="replace")
+                if not line.startswith(b"data: {"):
                     continue
-                if b'"content":""' in line:
+                if b'"error"' in line and b'"content":"' not in line:
+                    out.error = line[6:206].decode(errors="replace")
                     continue
-                if out.tokens == 0:
+                new, text = chunk_tokens(line, out.tokens)
+                if text and math.isnan(out.ttft):
                     out.ttft = time.perf_counter() - began
-                out.tokens += 1
-                on_token()
+                if new:
+                    out.tokens += new
+                    on_token(new)
     except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
         out.error = f"{type(exc).__name__}: {exc}"[:200]
     out.elapsed = time.perf_counter() - began
@@ -117,8 +138,8 @@ async def stream(
 async def _batch_caller(
     session: aiohttp.ClientSession, url: str, load: Load, tally: Tally, t0: float
 ) -> None:
-    def token() -> None:
-        tally.token_times.append(time.perf_counter() - t0)
+    def token(count: int) -> None:
+        tally.token_times.append((time.perf_counter() - t0, count))
 
     while True:
         sent = time.perf_counter() - t0
@@ -141,7 +162,7 @@ async def _interactive(
     async def one(sent: float) -> None:
         try:
             out = await asyncio.wait_for(
-                stream(session, url, load.interactive_body, lambda: None), load.give_up
+                stream(session, url, load.interactive_body, lambda _: None), load.give_up
             )
         except TimeoutError:  # a person would have left: no need to wait for the gateway's 504
             out = Outcome(reason="gave up", error="no first token", elapsed=load.give_up)
@@ -203,6 +224,7 @@ def figures(raw: dict[str, Any]) -> dict[str, Any]:
     )
     failed = [o.error for _, o in people.outcomes + batch.outcomes if o.status == 200 and o.error]
     samples = raw["samples"]
+    in_window = [(t, n) for t, n in batch.token_times if low <= t < high]
     return {
         "window_s": span,
         "window": [low, high],
@@ -215,7 +237,8 @@ def figures(raw: dict[str, Any]) -> dict[str, Any]:
         "interactive_failed_after_p50": percentile(unanswered, 50),
         "ttft_series": [[t, o.ttft] for t, o in people.outcomes],
         "batch_completed": sum(low <= t < high for t in batch.done_times),
-        "batch_tokens_s": sum(low <= t < high for t in batch.token_times) / span,
+        "batch_tokens_s": sum(n for _, n in in_window) / span,
+        "batch_tokens_per_chunk": sum(n for _, n in in_window) / max(1, len(in_window)),
         "batch_token_series": _per_second(batch.token_times),
         "rejections": dict(refused),
         "stream_errors": len(failed),
@@ -226,6 +249,8 @@ def figures(raw: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _per_second(times: list[float]) -> list[int]:
-    counts = Counter(int(t) for t in times)
+def _per_second(times: list[tuple[float, int]]) -> list[int]:
+    counts: Counter[int] = Counter()
+    for t, n in times:
+        counts[int(t)] += n
     return [counts.get(second, 0) for second in range(max(counts, default=-1) + 1)]

@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 from benchmarks.tables import table
 
 Phase = dict[str, Any]
+SMOOTH_S = 10  # seconds averaged in the throughput plot
 
 
 def _s(value: float) -> str:
@@ -39,9 +40,16 @@ def one_line(p: Phase) -> str:
     return (
         f"interactive {p['interactive_ok']}/{p['interactive_sent']} ok, TTFT p50 "
         f"{_s(p['ttft_p50'])} p90 {_s(p['ttft_p90'])}; batch {p['batch_completed']} done, "
-        f"{p['batch_tokens_s']:.1f} tokens/s; rejections {_rejections(p)}; worker waiting "
-        f"max {p['worker_waiting_max']:g}, running max {p['worker_running_max']:g}"
+        f"{p['batch_tokens_s']:.1f} tokens/s ({p.get('batch_tokens_per_chunk', 0):.1f} per "
+        f"chunk); rejections {_rejections(p)}; worker waiting "
+        f"max {p['worker_waiting_max']:g}, running max {p['worker_running_max']:g}; CPU "
+        f"(cores) {_cores(p)}"
     )
+
+
+def _cores(p: Phase) -> str:
+    found = p.get("cpu_cores") or {}
+    return ", ".join(f"{k} {v:.2f}" for k, v in found.items()) or "–"
 
 
 def phase_table(phases: Sequence[Phase]) -> str:
@@ -55,12 +63,14 @@ def phase_table(phases: Sequence[Phase]) -> str:
             f"{p['batch_tokens_s']:.1f}" if p["flood"] else "–",
             _rejections(p),
             f"{p['worker_waiting_max']:g} / {p['worker_running_max']:g}",
+            " / ".join(f"{v:.2f}" for v in (p.get("cpu_cores") or {}).values()) or "–",
         ]
         for p in phases
     ]
     head = ["phase", "interactive ok", "TTFT p50", "TTFT p90", "batch done",
             "batch tokens/s", "rejections (status reason: count)",
-            "worker waiting / running, max"]  # fmt: skip
+            "worker waiting / running, max",
+            "CPU, cores: gateway / worker / its children / load generator"]  # fmt: skip
     return table(head, rows)
 
 
@@ -112,6 +122,16 @@ def summary(phases: Sequence[Phase]) -> str:
     return "\n".join(lines)
 
 
+def _rolling_mean(values: Sequence[float], width: int) -> list[float]:
+    """Each second's mean over the `width` seconds around it: coalesced streams that started
+    together send their chunks in the same engine step, so per second they come in bursts."""
+    half = width // 2
+    return [
+        sum(values[max(0, i - half) : i + half + 1]) / len(values[max(0, i - half) : i + half + 1])
+        for i in range(len(values))
+    ]
+
+
 def plot(phases: Sequence[Phase], path: Path) -> Path:
     fig = Figure(figsize=(12, 4.4))
     left, right = fig.subplots(1, 2)
@@ -122,8 +142,8 @@ def plot(phases: Sequence[Phase], path: Path) -> Path:
             left.plot(*zip(*series, strict=True), marker="o", markersize=3, label=p["phase"],
                       color=color)  # fmt: skip
         if p["flood"]:
-            right.plot(range(len(p["batch_token_series"])), p["batch_token_series"],
-                       label=p["phase"], color=color)  # fmt: skip
+            smooth = _rolling_mean(p["batch_token_series"], SMOOTH_S)
+            right.plot(range(len(smooth)), smooth, label=p["phase"], color=color)
     windows = [p["window"] for p in phases if p["flood"]]
     if windows:
         right.axvspan(*windows[0], alpha=0.08, color="grey", label="recorded window")
@@ -132,7 +152,7 @@ def plot(phases: Sequence[Phase], path: Path) -> Path:
     left.set_ylabel("interactive TTFT (s, log scale)")
     left.set_title("interactive tenant: time to first token")
     right.set_xlabel("seconds into the phase")
-    right.set_ylabel("batch tokens/s (text events)")
+    right.set_ylabel(f"batch tokens/s ({SMOOTH_S} s mean)")
     right.set_title("batch tenant: throughput")
     for axis in (left, right):
         axis.grid(True, which="both", alpha=0.3)

@@ -19,6 +19,7 @@ from pydantic import (
     Field,
     HttpUrl,
     SecretStr,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -357,6 +358,11 @@ class BandSettings(_Section):
     # Fraction of each worker's max_in_flight this band may fill: below 1 keeps room for
     # higher bands.
     share: Annotated[float, Field(gt=0, le=1)] = 1.0
+    # With flow control on, a streamed chat or completion of this band asks vLLM for one chunk
+    # per this many tokens (its `stream_interval`; the first and last are sent at once) unless
+    # the client set its own. Fewer chunks cost vLLM's API server, ragway and the client less
+    # CPU per token. None: every token.
+    stream_interval: Annotated[int, Field(ge=1)] | None = None
 
 
 class FlowModelSettings(_Section):
@@ -399,8 +405,18 @@ class FlowSettings(_Section):
     # Batch work fills 38 of a worker's 128: on a vLLM CPU worker the batch the engine decodes
     # sets both an interactive chat's time to first token beside it and the batch tenant's
     # tokens/s (benchmarks/README.md, "Flow control").
-    batch: BandSettings = BandSettings(cap=1000, share=0.3)
+    batch: BandSettings = BandSettings(cap=1000, share=0.3, stream_interval=16)
     models: dict[str, FlowModelSettings] = Field(default_factory=dict)
+
+    @field_validator("high", "standard", "batch", mode="before")
+    @classmethod
+    def _over_band_defaults(cls, value: Any, info: ValidationInfo) -> Any:
+        """A band given in part (`RAGWAY_FLOW__BATCH__SHARE=0.5`) keeps that band's own
+        defaults for the rest (batch: cap 1000, stream_interval 16), not BandSettings'."""
+        default = cls.model_fields[str(info.field_name)].default
+        if isinstance(value, dict) and isinstance(default, BandSettings):
+            return {**default.model_dump(), **value}
+        return value
 
 
 class RagwaySettings(BaseSettings):

@@ -8,7 +8,7 @@ from typing import Any
 
 from router.flow import BandLimits, FlowQueue, Thresholds
 from router.types import WorkerKind
-from server.settings import BandSettings, FlowSettings
+from server.settings import BandSettings, FlowModelSettings, FlowSettings
 
 # vLLM's priority scheduling serves lower values first; standard is vLLM's default (0), so a
 # standard request's body needs no `priority` at all.
@@ -22,6 +22,8 @@ class ModelFlow:
     quantum: int
     max_queued: int
     engine_priority: bool
+    # Per band: vLLM's `stream_interval` for its streams (0: none to add).
+    stream_intervals: tuple[int, ...] = (0, 0, 0)
 
     def new_queue(self) -> FlowQueue[Any]:
         return FlowQueue(self.bands, quantum=self.quantum, max_total=self.max_queued)
@@ -35,7 +37,7 @@ def model_flow(settings: FlowSettings, model: str, kind: WorkerKind) -> ModelFlo
         value = getattr(over, name, None) if over is not None else None
         return getattr(settings, name) if value is None else value
 
-    bands: tuple[BandSettings, ...] = tuple(pick(b) for b in ("high", "standard", "batch"))
+    bands = tuple(_band(settings, over, b) for b in ("high", "standard", "batch"))
     max_in_flight = int(pick("max_in_flight"))
     waiting = pick("max_waiting") if kind is WorkerKind.CHAT else settings.max_embedding_queue
     if kind is WorkerKind.EMBEDDING and over is not None and over.max_waiting is not None:
@@ -58,4 +60,14 @@ def model_flow(settings: FlowSettings, model: str, kind: WorkerKind) -> ModelFlo
         settings.quantum,
         settings.max_queued,
         engine_priority,
+        tuple(b.stream_interval or 0 for b in bands),
     )
+
+
+def _band(settings: FlowSettings, over: FlowModelSettings | None, name: str) -> BandSettings:
+    """The global band with the fields a model's override sets (the rest keep the band's)."""
+    band: BandSettings = getattr(settings, name)
+    part: BandSettings | None = getattr(over, name, None) if over is not None else None
+    if part is None:
+        return band
+    return band.model_copy(update={k: getattr(part, k) for k in part.model_fields_set})

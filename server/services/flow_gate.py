@@ -1,6 +1,6 @@
 """What chat, completions, Responses and embeddings call for flow control: admission right
-before dispatch, and vLLM's `priority` for the caller's band. The queueing itself is
-server/services/flow.py; the order is router/flow.py."""
+before dispatch, and vLLM's `priority` (and a stream's `stream_interval`) for the caller's
+band. The queueing itself is server/services/flow.py; the order is router/flow.py."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from server.services.catalog import Route
 from server.services.flow import BAND_INDEX, FlowControl, Go, Queued
 from server.services.flow_config import ENGINE_PRIORITY
 from server.tenancy.principal import Principal, PriorityClass
+from server.tenancy.scopes import with_field
 
 
 def admit(flow: FlowControl, kind: WorkerKind, route: Route, principal: Principal, cost: int
@@ -48,6 +49,28 @@ def engine_priority(
     if "priority" in data or not flow.config(served).engine_priority:
         return 0
     return ENGINE_PRIORITY[BAND_INDEX[principal.priority]]
+
+
+def stream_interval(
+    flow: FlowControl | None, principal: Principal, served: str, data: dict[str, Any]
+) -> int:
+    """vLLM's `stream_interval` for a streamed chat or completion of the caller's band while
+    flow control is on (0: none to add, as when the client set its own): coalescing a batch
+    stream's tokens into fewer chunks saves vLLM's API server, ragway and the client work per
+    token on the CPU the engine shares (benchmarks/README.md, "Coalesced batch streams")."""
+    if flow is None or not flow.enabled or "stream_interval" in data:
+        return 0
+    return flow.config(served).stream_intervals[BAND_INDEX[principal.priority]]
+
+
+def with_engine_fields(body: bytes, priority: int, interval: int) -> bytes | None:
+    """The raw body with `priority` and `stream_interval` (each when not 0) added in one copy;
+    None where `with_field` cannot add them."""
+    if not interval:
+        return with_field(body, b"priority", b"%d" % priority)
+    if not priority:
+        return with_field(body, b"stream_interval", b"%d" % interval)
+    return with_field(body, b"stream_interval", b'%d,"priority":%d' % (interval, priority))
 
 
 def estimated_tokens(raw: bytes, data: dict[str, Any]) -> int:

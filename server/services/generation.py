@@ -29,13 +29,20 @@ from server.protocol.responses import ResponsesRequest
 from server.services.catalog import Catalog, Route
 from server.services.dispatch import Dispatcher, Reroute
 from server.services.flow import FlowControl, Go
-from server.services.flow_gate import admit, engine_priority, estimated_tokens, routed_after
+from server.services.flow_gate import (
+    admit,
+    engine_priority,
+    estimated_tokens,
+    routed_after,
+    stream_interval,
+    with_engine_fields,
+)
 from server.services.rag_chat import RagChat, RagOutcome
 from server.services.routing import prompt_prefix, session_key
 from server.services.usage import StreamTap, usage_of
 from server.settings import RagwaySettings
 from server.tenancy.principal import ANONYMOUS, Principal
-from server.tenancy.scopes import apply_to_body, require_model, with_field, with_salt
+from server.tenancy.scopes import apply_to_body, require_model, with_salt
 from server.upstream.client import Reply, UpstreamClient
 from server.upstream.sse import EventCutter, data_event, done_event
 
@@ -172,13 +179,16 @@ class GenerationService:
         priority = self.engine_priority(principal, route.served_model, data)
         if priority:
             forwarded["priority"] = priority
+        interval = stream_interval(self._flow, principal, route.served_model, data) if stream else 0
+        if interval:
+            forwarded["stream_interval"] = interval
         body = raw
         if salted and not changed:
             body = with_salt(raw, data["cache_salt"]) or orjson.dumps(forwarded)
         elif changed:
             body = orjson.dumps(forwarded)
-        if priority and not changed:
-            body = with_field(body, b"priority", b"%d" % priority) or orjson.dumps(forwarded)
+        if (priority or interval) and not changed:
+            body = with_engine_fields(body, priority, interval) or orjson.dumps(forwarded)
         return Prepared(
             endpoint, request.model, target, stream, route, body, request_id, key, prefix, rag,
             strip_usage, principal, estimated_tokens(raw, data),
