@@ -40,32 +40,34 @@ class Admission:
 
     def headers(self) -> list[tuple[bytes, bytes]]:
         """OpenAI's x-ratelimit-* headers, for the limits the key has."""
-        limits, v, out = self.principal.limits, self.verdict, []
-        if limits.rpm is not None:
-            out += [
-                (b"x-ratelimit-limit-requests", str(limits.rpm).encode()),
-                (b"x-ratelimit-remaining-requests",
-                 str(max(0, limits.rpm - v.requests_used)).encode()),
-                (b"x-ratelimit-reset-requests", _duration(v.requests_reset_ms)),
-            ]  # fmt: skip
-        if limits.tpm is not None:
-            out += [
-                (b"x-ratelimit-limit-tokens", str(limits.tpm).encode()),
-                (b"x-ratelimit-remaining-tokens",
-                 str(max(0, limits.tpm - v.tokens_used)).encode()),
-                (b"x-ratelimit-reset-tokens", _duration(v.tokens_reset_ms)),
-            ]  # fmt: skip
+        limits, v = self.principal.limits, self.verdict
+        rpm, tpm = limits.rpm, limits.tpm
+        out: list[tuple[bytes, bytes]] = []
+        reset = _duration(v.requests_reset_ms)
+        if rpm is not None:
+            out += (
+                (b"x-ratelimit-limit-requests", b"%d" % rpm),
+                (b"x-ratelimit-remaining-requests", b"%d" % max(0, rpm - v.requests_used)),
+                (b"x-ratelimit-reset-requests", reset),
+            )
+        if tpm is not None:
+            if v.tokens_reset_ms != v.requests_reset_ms:  # the same minute's end, as a rule
+                reset = _duration(v.tokens_reset_ms)
+            out += (
+                (b"x-ratelimit-limit-tokens", b"%d" % tpm),
+                (b"x-ratelimit-remaining-tokens", b"%d" % max(0, tpm - v.tokens_used)),
+                (b"x-ratelimit-reset-tokens", reset),
+            )
         return out
 
 
 def _duration(ms: int) -> bytes:
     """OpenAI writes resets as durations: `1s`, `6m0s`, `20ms`."""
     if ms < 1000:
-        return f"{ms}ms".encode()
-    seconds = ms / 1000
-    if seconds < 60:
-        return f"{seconds:.3g}s".encode()
-    return f"{int(seconds // 60)}m{int(seconds % 60)}s".encode()
+        return b"%dms" % ms
+    if ms < 60_000:
+        return b"%.3gs" % (ms / 1000)
+    return b"%dm%ds" % (ms // 60_000, ms // 1000 % 60)
 
 
 class Limiter:

@@ -73,6 +73,17 @@ def test_lookup_by_hash_and_expiry() -> None:
     assert not live.may("other", KbAccess.READ)
     assert live.fairness_id == "live"
     assert live.priority == "standard"
+    # A key found once is remembered, and still expires.
+    assert ring.lookup("k1") is live
+    assert ring.lookup("k1", now=datetime.now(UTC) + timedelta(days=1)) is live
+    soon = datetime.now(UTC) + timedelta(hours=1)
+    ring = KeyRing(parse_entries(
+        {"keys": [{"name": "soon", "sha256": hash_key("k4"), "expires": soon.isoformat()}]},
+        "keys.yaml",
+    ))  # fmt: skip
+    assert ring.lookup("k4") is not None
+    assert ring.lookup("k4", now=soon) is None
+    assert ring.lookup("k4") is not None
 
 
 def _ragway(*args: str, keys: Path) -> subprocess.CompletedProcess[str]:
