@@ -15,6 +15,10 @@ the other core (`--client-cpus`, default core 0). The worker runs its default ba
 Runtime on the CPU) unless `--backend torch`.
 
     python -m benchmarks embeddings --rounds 2 --duration 15
+
+With `--threads 2 --model-cpus 0,1 --client-cpus 0,1` both sides get both cores and two
+threads; the worker then shares them with the gateway and the load generator (the in-process
+encode runs alone), which counts against the worker, never for it.
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from workers.embedding.encoder import SentenceTransformerEncoder
-from workers.embedding.onnx_encoder import OnnxEncoder
+from workers.embedding.encoder import SentenceTransformerEncoder, check_model_dir
+from workers.embedding.onnx_encoder import OnnxEncoder, load_tokenizer
 from workers.embedding.onnx_export import export_onnx
 from workers.embedding.settings import bundled_model_dir
 
@@ -80,3 +80,13 @@ def test_token_counts_match_torch(
     assert counts == torch_encoder.count_tokens(TEXTS)
     assert counts[0] == 4  # [CLS] hello world [SEP]
     assert counts[2] == 256  # the model's window
+
+
+def test_vectors_match_torch_with_a_thread_pool(
+    exports: tuple[OnnxEncoder, OnnxEncoder, Any], torch_encoder: SentenceTransformerEncoder
+) -> None:
+    # Two intra-op threads: the pool's threads spin within a pass (session_options); the
+    # split of the work between them must not move the vectors.
+    tokenizer = load_tokenizer(check_model_dir(bundled_model_dir()))
+    pooled = OnnxEncoder(exports[1].model_path, tokenizer, threads=2)
+    np.testing.assert_allclose(pooled.encode(TEXTS), torch_encoder.encode(TEXTS), atol=1e-5, rtol=0)
