@@ -134,6 +134,16 @@ def source_tree(ref: str, root: Path = REPO / ".bench-src") -> Path:
     return tree
 
 
+def from_tree(argv: list[str]) -> list[str]:
+    """`python -m ...` run with a source tree on PYTHONPATH imports that tree's modules only
+    with `-P`: otherwise `-m` puts the current directory (this checkout, where the benchmarks
+    run) ahead of PYTHONPATH, and the "older" gateway is this one. (Every `ragway@REF` target
+    of the overhead runs before 2026-11-30 14:45 UTC ran this checkout's code: see
+    benchmarks/README.md.)"""
+    assert argv[1] == "-m", argv
+    return [argv[0], "-P", *argv[1:]]
+
+
 def ragway(
     run_dir: Path,
     worker: str,
@@ -159,12 +169,22 @@ def ragway(
             **settings,
         },
     )
-    spec = gateway_spec(config, host="127.0.0.1", port=port)
-    env = {**spec.env, "PYTHONPATH": str(source)} if source is not None else spec.env
-    proc = start(name, spec.argv, log_dir=run_dir / "logs", cpus=cpus, env=env)
+    argv, env, ready_url = gateway_command(config, port, source)
+    proc = start(name, argv, log_dir=run_dir / "logs", cpus=cpus, env=env)
     proc.base_url = f"http://127.0.0.1:{port}/v1"
-    wait_ready(proc, spec.ready_url, 60)
+    wait_ready(proc, ready_url, 60)
     return proc
+
+
+def gateway_command(
+    config: Path, port: int, source: Path | None
+) -> tuple[list[str], dict[str, str], str]:
+    """argv, extra environment and readiness URL of a gateway on `port`; with `source`, one
+    that runs that tree's code (see from_tree)."""
+    spec = gateway_spec(config, host="127.0.0.1", port=port)
+    if source is None:
+        return spec.argv, spec.env, spec.ready_url
+    return from_tree(spec.argv), {**spec.env, "PYTHONPATH": str(source)}, spec.ready_url
 
 
 def litellm(run_dir: Path, worker: str, cpus: str | None, models: tuple[str, ...]) -> Proc:
