@@ -14,6 +14,7 @@ BENCHMARKS = {
     ),
     "soak": ("benchmarks.soak", "gateway memory and errors under a long mixed load"),
     "profile": ("benchmarks.profile", "py-spy profile of the gateway under load"),
+    "inproc": ("benchmarks.inproc", "request-path CPU A/B, the app called in process"),
     "vllm": ("benchmarks.real_workers", "tokens/s through ragway vs direct, real vLLM worker"),
     "embeddings": (
         "benchmarks.embedding_bench",
