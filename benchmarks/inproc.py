@@ -1,6 +1,7 @@
 """The request path's CPU, A/B, without a server: the gateway's app called in process
-(benchmarks/inproc_app.py) against the fake worker, for this tree (auth off, and with
-`--auth` auth with four limits in process) and for older trees (`--baseline REF`).
+(benchmarks/inproc_app.py) against the fake worker, for this tree (auth off; with `--auth`
+also auth with four limits in process; with `--flow-off` also flow control off) and for older
+trees (`--baseline REF`).
 
 What it is for: small changes to the request path. The overhead run (`python -m benchmarks
 overhead`) prices a whole gateway, server and client included, and its rounds spread by
@@ -51,6 +52,8 @@ def plan(args: argparse.Namespace, run_dir: Path) -> dict[str, tuple[Path, dict[
     if args.auth:
         keys = str(tenancy_targets.key_file(run_dir))
         found["ragway-auth"] = (REPO, {"keys_file": keys, "key": tenancy_targets.BENCH_KEY})
+    if args.flow_off:
+        found["ragway-flow-off"] = (REPO, {"settings": {"flow": {"enabled": False}}})
     return found
 
 
@@ -155,6 +158,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--baseline", nargs="*", default=[], help="git refs to compare against")
     p.add_argument("--auth", action="store_true", help="also this tree with auth and limits")
+    p.add_argument("--flow-off", action="store_true", help="also this tree without flow control")
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
     p.add_argument("--requests", type=int, default=6000, help="per try")
     p.add_argument("--warmup", type=int, default=500, help="per try, not counted")

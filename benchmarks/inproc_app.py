@@ -4,7 +4,8 @@ server, against a worker over loopback; prints the CPU this process spent per re
 Run as a script (`python benchmarks/inproc_app.py SPEC`), with the tree under test first on
 PYTHONPATH, so that it imports that tree's `server` and nothing else of this checkout: a
 before/after run compares two trees with the same script. SPEC is JSON: `worker` (base URL),
-`model`, `requests`, `concurrency`, `warmup`, and optionally `keys_file` and `key` (auth on).
+`model`, `requests`, `concurrency`, `warmup`, and optionally `keys_file` and `key` (auth on)
+and `settings` (more gateway settings, e.g. `{"flow": {"enabled": false}}`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ async def run(spec: dict[str, Any]) -> dict[str, float]:
     config: dict[str, Any] = {
         "workers": [{"url": spec["worker"], "kind": "chat", "name": "worker"}],
         "log_level": "warning",
+        **spec.get("settings", {}),
     }
     if spec.get("keys_file"):
         config["auth"] = {"keys_file": spec["keys_file"]}
