@@ -43,15 +43,14 @@ async def run(spec: dict[str, Any]) -> dict[str, float]:
         headers.append((b"authorization", b"Bearer " + spec["key"].encode()))
     app = create_app(RagwaySettings.model_validate(config), registry=CollectorRegistry())
     async with LifespanManager(app) as manager:
-        asgi, state = manager.app, manager._state
+        asgi = manager.app  # sets each scope's "state" to the lifespan's, as a server does
 
         async def call(path: str, method: str, head: list[tuple[bytes, bytes]], data: bytes) -> int:
             scope = {
                 "type": "http", "method": method, "path": path, "raw_path": path.encode(),
                 "headers": head, "query_string": b"", "root_path": "", "scheme": "http",
                 "http_version": "1.1", "server": ("ragway", 80), "client": ("client", 1),
-                "asgi": {"version": "3.0"}, "state": dict(state),
-                "extensions": {"ragway.on_disconnect": []},
+                "asgi": {"version": "3.0"}, "extensions": {"ragway.on_disconnect": []},
             }  # fmt: skip
             sent: list[MutableMapping[str, Any]] = []
             unread = [True]
