@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -78,9 +79,12 @@ class LoadScraper:
 
     async def scrape_all(self) -> None:
         for state in self._pool.workers:
-            self._metrics.worker_in_flight.labels(state.backend.id).set(
-                self._loads.in_flight(state.backend.id)
-            )
+            # Read when Prometheus collects, not when this loop last ran: ragway's own count
+            # has no reason to lag (a test that waited on the gauge once acted on a value a
+            # second old). Set again each round, for a worker that left and came back.
+            worker = state.backend.id
+            gauge = self._metrics.worker_in_flight.labels(worker)
+            gauge.set_function(functools.partial(self._loads.in_flight, worker))
         backends = [s.backend for s in self._pool.workers]
         await asyncio.gather(*(self.scrape(b) for b in backends if self._pool.is_up(b.id)))
 
