@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -144,6 +144,22 @@ def _wait_until(check: Any, what: str) -> None:
         time.sleep(0.1)
 
 
+async def _until(check: Any, what: str, running: Mapping[str, asyncio.Future[httpx.Response]]
+                 ) -> None:  # fmt: skip
+    """Wait until `check` holds (it runs in a thread: it makes blocking calls), failing at
+    once, with its answer, if one of the `running` requests ends first."""
+    deadline = time.monotonic() + DEADLINE
+    while not await asyncio.to_thread(check):
+        for name, request in running.items():
+            if request.done():
+                reply = request.result()
+                raise AssertionError(
+                    f"waiting until {what}: {name} ended first: {reply.status_code} {reply.text}"
+                )
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        await asyncio.sleep(0.1)
+
+
 def test_a_client_leaving_while_queued_frees_its_place_and_never_reaches_the_worker(
     flow_gateway: FlowGateway,
 ) -> None:
@@ -152,12 +168,12 @@ def test_a_client_leaving_while_queued_frees_its_place_and_never_reaches_the_wor
     successes = stack.worker_metric("vllm:request_success_total", port)
     prompt_tokens = stack.worker_metric("vllm:prompt_tokens_total", port)
     # It would add >= 1000 prompt tokens had it reached vLLM.
-    long_prompt = {"role": "user", "content": "word " * 1000}
+    long_prompt = "word " * 1000
 
     async def run() -> None:
         async with httpx.AsyncClient(base_url=flow_gateway.url, timeout=DEADLINE) as client:
-            blockers = [
-                asyncio.ensure_future(
+            blockers = {
+                f"blocker {i}": asyncio.ensure_future(
                     client.post(
                         "/v1/chat/completions",
                         json=_body(f"block-{i}", 512, ignore_eos=True),
@@ -165,11 +181,12 @@ def test_a_client_leaving_while_queued_frees_its_place_and_never_reaches_the_wor
                     )
                 )
                 for i in range(MAX_IN_FLIGHT)
-            ]
-            await asyncio.to_thread(
-                _wait_until,
+            }
+            # The gauge is ragway's own count, read when /metrics is collected.
+            await _until(
                 lambda: flow_gateway.metric("ragway_worker_in_flight", worker="real") == 2,
                 "the blockers hold the worker",
+                blockers,
             )
             leaving = asyncio.ensure_future(
                 client.post(
@@ -181,15 +198,15 @@ def test_a_client_leaving_while_queued_frees_its_place_and_never_reaches_the_wor
                     headers=key("leaver"),
                 )
             )
-            await asyncio.to_thread(
-                _wait_until, lambda: flow_gateway.queued().get("standard") == 1, "it queues"
+            await _until(
+                lambda: flow_gateway.queued().get("standard") == 1,
+                "it queues",
+                {**blockers, "the leaver": leaving},
             )
             leaving.cancel()  # closes its connection: the gateway sees the client leave
             await asyncio.gather(leaving, return_exceptions=True)
-            await asyncio.to_thread(
-                _wait_until, lambda: flow_gateway.queued() == {}, "the queue empties"
-            )
-            for reply in await asyncio.gather(*blockers):
+            await _until(lambda: flow_gateway.queued() == {}, "the queue empties", blockers)
+            for reply in await asyncio.gather(*blockers.values()):
                 assert reply.status_code == 200, reply.text
 
     asyncio.run(run())
