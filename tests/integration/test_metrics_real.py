@@ -58,11 +58,21 @@ def test_metrics_match_the_responses(metered: tuple[str, Path]) -> None:
                 chunks.append(json.loads(line[6:]))
     took = time.perf_counter() - started
     assert all(c["choices"] for c in chunks), "the usage chunk ragway asked for leaked through"
-    time.sleep(1.0)  # one scrape interval, for the worker gauges
-
-    got = samples(base_url)
     m = (("model", MODEL),)
     route = ("route", "/v1/chat/completions")
+    # The gateway counts a request as its answer ends, and the worker gauges come from a scrape
+    # of the worker that succeeded after this gateway started: wait for both.
+    deadline = time.monotonic() + 120
+    while True:
+        got = samples(base_url)
+        if (
+            got.get(("ragway_request_duration_seconds_count", (m[0], route))) == 2
+            and ("ragway_worker_queue", (("worker", "vllm-0"),)) in got
+        ):
+            break
+        assert time.monotonic() < deadline, "the two requests and a worker scrape never showed"
+        time.sleep(0.2)
+
     assert got[("ragway_requests_total", (m[0], route, ("status", "200")))] == 2
     assert got[("ragway_request_duration_seconds_count", (m[0], route))] == 2
     prompt = plain["usage"]["prompt_tokens"]
