@@ -19,6 +19,7 @@ pytestmark = pytest.mark.stack
 
 MODEL = "smollm2-135m-instruct"
 MESSAGES = [{"role": "user", "content": "List some colours."}]
+STREAMED = 48  # tokens of the streamed answer (ignore_eos): seconds of decoding, many chunks
 
 
 @pytest.fixture(scope="module")
@@ -50,9 +51,9 @@ def test_metrics_match_the_responses(metered: tuple[str, Path]) -> None:
     started = time.perf_counter()
     first_at = None
     chunks = []
-    with httpx.stream("POST", base_url + "/chat/completions", timeout=120,
-                      json={**body, "max_tokens": 12, "stream": True}) as response:  # fmt: skip
-        for line in response.iter_lines():
+    streamed = {**body, "max_tokens": STREAMED, "stream": True}
+    with httpx.stream("POST", base_url + "/chat/completions", json=streamed, timeout=120) as reply:
+        for line in reply.iter_lines():
             if line.startswith("data: {"):
                 first_at = first_at or time.perf_counter() - started
                 chunks.append(json.loads(line[6:]))
@@ -77,12 +78,15 @@ def test_metrics_match_the_responses(metered: tuple[str, Path]) -> None:
     assert got[("ragway_request_duration_seconds_count", (m[0], route))] == 2
     prompt = plain["usage"]["prompt_tokens"]
     assert got[("ragway_prompt_tokens_total", m)] == 2 * prompt  # the same prompt twice
-    assert got[("ragway_completion_tokens_total", m)] == 8 + 12
+    assert got[("ragway_completion_tokens_total", m)] == 8 + STREAMED
     assert got[("ragway_time_to_first_token_seconds_count", m)] == 1
     ttft = got[("ragway_time_to_first_token_seconds_sum", m)]
     assert first_at is not None
     assert 0 < ttft <= first_at, (ttft, first_at)  # measured at the gateway, so never later
-    assert got[("ragway_inter_token_latency_seconds_count", m)] >= 5
+    # One gap per batch of events the gateway relays after the first. A CPU worker whose API
+    # server falls behind merges tokens into fewer chunks (one loaded run: 2 batches for 12
+    # tokens), so the count is bounded by what the client got, not fixed.
+    assert 1 <= got[("ragway_inter_token_latency_seconds_count", m)] <= len(chunks) - 1
     assert got[("ragway_inter_token_latency_seconds_sum", m)] < took
     assert got[("ragway_worker_up", (("kind", "chat"), ("worker", "vllm-0")))] == 1
     assert ("ragway_worker_kv_cache_usage_ratio", (("worker", "vllm-0"),)) in got
@@ -95,6 +99,6 @@ def test_metrics_match_the_responses(metered: tuple[str, Path]) -> None:
     chat = [line for line in lines if line["path"] == "/v1/chat/completions"]
     assert len(chat) == 2
     assert {line["worker"] for line in chat} == {"vllm-0"}
-    assert chat[1]["completion_tokens"] == 12
+    assert chat[1]["completion_tokens"] == STREAMED
     assert chat[1]["ttft_s"] is not None
     assert all(len(line["request_id"]) == 32 for line in chat)
