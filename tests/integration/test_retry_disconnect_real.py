@@ -79,7 +79,8 @@ def _wait_until_up(base_url: str, names: tuple[str, ...]) -> None:
     deadline = time.monotonic() + 120
     while True:
         ready = httpx.get(base_url.removesuffix("/v1") + "/readyz", timeout=30).json()
-        if all(w["up"] for w in ready["workers"] if w["id"] in names):
+        up = {w["id"]: w["up"] for w in ready["workers"]}
+        if all(up.get(name) for name in names):
             return
         assert time.monotonic() < deadline, f"the workers never came up: {ready['workers']}"
         time.sleep(0.1)
