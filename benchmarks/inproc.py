@@ -58,7 +58,9 @@ def plan(args: argparse.Namespace, run_dir: Path) -> dict[str, tuple[Path, dict[
 
 
 def one_try(tree: Path, spec: dict[str, Any], cpu: str | None) -> dict[str, float]:
-    command = [sys.executable, str(RUNNER), json.dumps(spec)]
+    # -P: the runner's own folder (benchmarks/, whose profile.py shadows the standard
+    # library's) stays off sys.path; only the tree under test is importable from here.
+    command = [sys.executable, "-P", str(RUNNER), json.dumps(spec)]
     if cpu is not None:
         command = ["taskset", "-c", cpu, *command]
     env = {**os.environ, "PYTHONPATH": str(tree)}
